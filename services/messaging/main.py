@@ -1,0 +1,6 @@
+"""Messaging API: Chatwoot's Application API for inboxes, contacts, conversations and messages."""
+
+from services.messaging.profile.router import router as profile_router
+from shared.app import create_app
+
+app = create_app("Instagram Inbox — messaging API", routers=[profile_router])

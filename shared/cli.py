@@ -1,0 +1,138 @@
+"""`inboxctl`: the operator's command line (also `python -m shared.cli`)."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import app_config
+from shared.access import PLATFORM_APP_OWNER, USER_OWNER, issue_token
+from shared.db import create_engine, create_sessionmaker
+from shared.models import PlatformApp, User
+from shared.settings import get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+app = typer.Typer(help="Operate an Instagram Inbox installation.", no_args_is_help=True, add_completion=False)
+platform_app = typer.Typer(help="Platform apps (tokens for /platform/api/v1).", no_args_is_help=True)
+super_admin = typer.Typer(help="Super admin users.", no_args_is_help=True)
+config = typer.Typer(help="Installation configuration (wins over the environment).", no_args_is_help=True)
+app.add_typer(platform_app, name="platform-app")
+app.add_typer(super_admin, name="super-admin")
+app.add_typer(config, name="config")
+
+
+def run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one database session and commit it."""
+
+    async def main() -> T:
+        engine = create_engine(get_settings(), pool_size=2)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def alembic_config(url: str | None = None) -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    if url:
+        cfg.attributes["url"] = url
+    return cfg
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Apply database migrations."""
+    command.upgrade(alembic_config(), revision)
+    typer.echo(f"database migrated to {revision}")
+
+
+@platform_app.command("create")
+def create_platform_app(name: str) -> None:
+    """Create a platform app; prints its token alone on the last line."""
+
+    async def work(session: AsyncSession) -> str:
+        record = PlatformApp(name=name)
+        session.add(record)
+        await session.flush()
+        return await issue_token(session, owner_type=PLATFORM_APP_OWNER, owner_id=record.id)
+
+    token = run_in_session(work)
+    typer.echo(f"platform app {name!r} created; its token (shown once):")
+    typer.echo(token)
+
+
+@super_admin.command("create")
+def create_super_admin(
+    email: str, name: Annotated[str, typer.Option(help="display name")] = "Super Admin"
+) -> None:
+    """Create (or promote) a super admin user; prints a new access token alone on the last line."""
+
+    async def work(session: AsyncSession) -> str:
+        user = await session.scalar(select(User).where(User.email == email.lower()))
+        if user is None:
+            user = User(name=name, email=email.lower())
+            session.add(user)
+        user.super_admin = True
+        await session.flush()
+        return await issue_token(session, owner_type=USER_OWNER, owner_id=user.id)
+
+    token = run_in_session(work)
+    typer.echo(f"super admin {email} ready; access token (shown once):")
+    typer.echo(token)
+
+
+@config.command("set")
+def config_set(key: str, value: str) -> None:
+    """Save an Instagram app setting (secrets are encrypted at rest)."""
+
+    async def work(session: AsyncSession) -> None:
+        await app_config.save_value(session, key=key.upper(), raw=value)
+
+    run_or_exit(lambda: run_in_session(work))
+    typer.echo(
+        f"{key.upper()} saved; services pick it up within {get_settings().APP_CONFIG_CACHE_SECONDS:g} s"
+    )
+
+
+@config.command("get")
+def config_get(key: str) -> None:
+    """Show an effective setting (secrets masked)."""
+
+    async def work(session: AsyncSession) -> Any:
+        return (await app_config.effective_values(session, get_settings()))[key.upper()]
+
+    if key.upper() not in app_config.INSTAGRAM_KEYS:
+        raise typer.BadParameter(f"unknown key; known keys: {', '.join(app_config.INSTAGRAM_KEYS)}")
+    typer.echo(app_config.mask(key.upper(), run_in_session(work)))
+
+
+def run_or_exit(action: Callable[[], T]) -> T:
+    from shared.errors import AppError
+
+    try:
+        return action()
+    except AppError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(2) from error
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Queues and jobs. Producers import job declarations from here, never worker code."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+from shared.settings import Settings
+
+
+class Queue(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    MAINTENANCE = "maintenance"
+    EVENTS = "events"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    queue: Queue
+
+
+# inbound: one Meta webhook event each. kwargs: event (dict, see shared.schemas.events.InboundEvent)
+PROCESS_EVENT = Job("process_event", Queue.INBOUND)
+# inbound: fetch an Instagram profile for a contact. kwargs: contact_inbox_id
+ENRICH_CONTACT = Job("enrich_contact", Queue.INBOUND)
+# inbound: copy an attachment from Meta's CDN into our storage. kwargs: attachment_id
+DOWNLOAD_ATTACHMENT = Job("download_attachment", Queue.INBOUND)
+# outbound: send one stored outgoing message. kwargs: message_id
+SEND_MESSAGE = Job("send_message", Queue.OUTBOUND)
+# maintenance: subscribe a channel to Meta webhooks. kwargs: channel_id
+SUBSCRIBE_WEBHOOKS = Job("subscribe_webhooks", Queue.MAINTENANCE)
+# maintenance: refresh due tokens now. kwargs: none
+REFRESH_TOKENS = Job("refresh_tokens", Queue.MAINTENANCE)
+# events: deliver account webhook events. kwargs: event_id
+DELIVER_EVENT = Job("deliver_event", Queue.EVENTS)
+
+
+def job_id(job: Job, key: str) -> str:
+    return f"{job.name}:{key}"
+
+
+async def enqueue(
+    redis: ArqRedis, job: Job, *, key: str, defer_by: float | None = None, **kwargs: Any
+) -> bool:
+    """At most one job per key. False: the same job is queued, running, or just finished."""
+    created = await redis.enqueue_job(
+        job.name, _job_id=job_id(job, key), _queue_name=job.queue.value, _defer_by=defer_by, **kwargs
+    )
+    return created is not None
+
+
+def redis_settings_from(settings: Settings) -> RedisSettings:
+    return RedisSettings.from_dsn(settings.REDIS_URL)
+
+
+async def create_redis(settings: Settings) -> ArqRedis:
+    redis_settings = redis_settings_from(settings)
+    redis_settings.conn_timeout = 2
+    redis_settings.conn_retries = 0
+    return await create_pool(redis_settings)

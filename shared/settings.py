@@ -1,0 +1,51 @@
+"""Every setting of the contract, read from the environment (and `.env`)."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    APP_ENV: Literal["development", "test", "production"] = "development"
+    DATABASE_URL: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/inbox"
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    FRONTEND_URL: str = "http://localhost:8001"
+    SECRET_KEY: SecretStr = SecretStr(DEV_SECRET_KEY)
+
+    INSTAGRAM_APP_ID: str = ""
+    INSTAGRAM_APP_SECRET: SecretStr = SecretStr("")
+    INSTAGRAM_VERIFY_TOKEN: SecretStr = SecretStr("")
+    INSTAGRAM_API_VERSION: str = "v25.0"
+    ENABLE_INSTAGRAM_CHANNEL_HUMAN_AGENT: bool = False
+    INSTAGRAM_WWW_BASE_URL: str = "https://www.instagram.com"
+    INSTAGRAM_API_BASE_URL: str = "https://api.instagram.com"
+    INSTAGRAM_GRAPH_BASE_URL: str = "https://graph.instagram.com"
+
+    # Operational knobs (not part of the contract; safe defaults).
+    LOG_LEVEL: str = "INFO"
+    GRAPH_TIMEOUT_SECONDS: float = 10.0
+    WEBHOOK_MAX_BODY_BYTES: int = 1_048_576
+    STORAGE_DIR: str = "storage"
+    PUBLIC_MEDIA_URL: str = "http://localhost:8003"
+    APP_CONFIG_CACHE_SECONDS: float = 10.0
+    RETRY_BASE_SECONDS: float = 2.0
+    TOKEN_REFRESH_INTERVAL_MINUTES: int = 60
+    REAUTH_ERROR_THRESHOLD: int = 3
+    REAUTH_ERROR_WINDOW_SECONDS: int = 86_400
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret_in_production(self) -> "Settings":
+        if self.APP_ENV == "production" and self.SECRET_KEY.get_secret_value() in ("", DEV_SECRET_KEY):
+            raise ValueError("SECRET_KEY must be set to a real secret when APP_ENV=production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

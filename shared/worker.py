@@ -1,0 +1,65 @@
+"""What every arq worker shares: start-up state, job logging, backoff and the dead-letter list.
+
+Each worker module declares its own `WorkerSettings` class and assigns every field there:
+arq ignores attributes inherited from a base class.
+"""
+
+import random
+from contextlib import AsyncExitStack
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.app import open_state
+from shared.logging import configure_logging, get_logger
+from shared.models import DeadLetter
+from shared.settings import get_settings
+
+JobContext = dict[str, Any]
+log = get_logger("worker")
+
+# arq's defaults (poll_delay 0.5 s, max_jobs 10) cap a worker near 200 jobs/s; these reach thousands.
+POLL_DELAY_SECONDS = 0.02
+MAX_JOBS = 100
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+async def startup(ctx: JobContext) -> None:
+    settings = get_settings()
+    configure_logging(settings.LOG_LEVEL)
+    stack = AsyncExitStack()
+    state = await stack.enter_async_context(open_state(settings))
+    ctx.update(state)
+    ctx["exit_stack"] = stack
+    log.info("worker started")
+
+
+async def shutdown(ctx: JobContext) -> None:
+    stack: AsyncExitStack | None = ctx.pop("exit_stack", None)
+    if stack is not None:
+        await stack.aclose()
+    log.info("worker stopped")
+
+
+async def bind_job_logging(ctx: JobContext) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        job_id=ctx.get("job_id"), job_try=ctx.get("job_try"), request_id=ctx.get("request_id")
+    )
+
+
+def backoff(job_try: int, *, hint: float | None = None, base: float | None = None) -> float:
+    """Exponential delay with full jitter, never shorter than Meta's hint."""
+    base = get_settings().RETRY_BASE_SECONDS if base is None else base
+    delay = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, job_try - 1))
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    return max(delay, hint or 0.0)
+
+
+async def park(
+    session: AsyncSession, *, job_name: str, job_key: str, kwargs: dict[str, Any], error: str
+) -> None:
+    """Keep a job that failed for good where operators can see and replay it (`inboxctl dead-letters`)."""
+    session.add(DeadLetter(job_name=job_name, job_key=job_key, kwargs=kwargs, error=error[:2000]))
+    log.error("job parked in dead letters", job_name=job_name, job_key=job_key, error=error[:500])

@@ -1,0 +1,22 @@
+import json
+import logging
+
+import pytest
+
+from shared.logging import configure_logging, get_logger
+
+
+def test_log_lines_are_json_with_secrets_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    try:
+        get_logger("test").info(
+            "connected", access_token="IGAA-secret", nested={"client_secret": "s", "ok": 1}, inbox_id=4
+        )
+        line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    finally:
+        logging.getLogger().setLevel("WARNING")
+    assert line["event"] == "connected"
+    assert line["access_token"] == "***"
+    assert line["nested"] == {"client_secret": "***", "ok": 1}
+    assert line["inbox_id"] == 4
+    assert "IGAA-secret" not in json.dumps(line)

@@ -1,0 +1,63 @@
+"""Helpers for tests: real servers on threads, real workers in burst mode."""
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from arq.worker import create_worker
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the main thread owns signals
+        pass
+
+
+@contextmanager
+def serve_in_thread(app: Any, port: int) -> Iterator[str]:
+    """Serve an ASGI app over real HTTP on 127.0.0.1:port from a background thread."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = _ThreadServer(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"server on port {port} did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def run_worker(settings_cls: type, **overrides: Any) -> None:
+    """Run an arq worker until its queue is empty (burst mode), as arq's own tests do."""
+    worker = create_worker(settings_cls, burst=True, poll_delay=0, handle_signals=False, **overrides)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def eventually(predicate: Any, *, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll an async predicate until it returns something truthy (for work done by other processes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last result: {result!r})")
+        await asyncio.sleep(interval)
