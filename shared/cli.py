@@ -54,7 +54,7 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 @app.command()
-def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "heads") -> None:
     """Apply database migrations."""
     command.upgrade(alembic_config(), revision)
     typer.echo(f"database migrated to {revision}")

@@ -89,7 +89,7 @@ async def database() -> AsyncIterator[str]:
     admin = create_async_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as connection:
         await connection.execute(text(f'CREATE DATABASE "{TEST_DATABASE}"'))
-    await asyncio.to_thread(command.upgrade, alembic_config(DATABASE_URL), "head")
+    await asyncio.to_thread(command.upgrade, alembic_config(DATABASE_URL), "heads")
     yield DATABASE_URL
     async with admin.connect() as connection:
         await connection.execute(text(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)'))

@@ -48,12 +48,12 @@ async def _drift(url: str) -> list[object]:
 
 async def test_upgrade_matches_models_and_downgrade_removes_everything(empty_database: str) -> None:
     config = alembic_config(empty_database)
-    await asyncio.to_thread(command.upgrade, config, "head")
+    await asyncio.to_thread(command.upgrade, config, "heads")
     assert await _tables(empty_database) == set(metadata.tables)
     assert await _drift(empty_database) == []
 
     await asyncio.to_thread(command.downgrade, config, "base")
     assert await _tables(empty_database) == set()
 
-    await asyncio.to_thread(command.upgrade, config, "head")
+    await asyncio.to_thread(command.upgrade, config, "heads")
     assert await _tables(empty_database) == set(metadata.tables)

@@ -1,0 +1,49 @@
+"""Account webhook events, through a transactional outbox.
+
+A producer calls `emit` inside the transaction that makes the change; the row commits (or rolls
+back) with it, so an event exists exactly once per committed change and never for a rolled-back
+one. The events worker dispatches undelivered rows and renders each payload from the subject
+named here (the API objects of the contract, with `event` and the account/inbox added).
+"""
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.models import WebhookEvent
+
+
+class Event(StrEnum):
+    MESSAGE_CREATED = "message_created"
+    MESSAGE_UPDATED = "message_updated"
+    CONVERSATION_CREATED = "conversation_created"
+    CONVERSATION_STATUS_CHANGED = "conversation_status_changed"
+    CONVERSATION_UPDATED = "conversation_updated"
+    CONTACT_CREATED = "contact_created"
+    CONTACT_UPDATED = "contact_updated"
+    INBOX_REAUTHORIZATION_REQUIRED = "inbox.reauthorization_required"
+
+
+def emit(
+    session: AsyncSession,
+    *,
+    event: Event,
+    account_id: int,
+    inbox_id: int | None = None,
+    message_id: int | None = None,
+    conversation_id: int | None = None,
+    contact_id: int | None = None,
+    changed_attributes: dict[str, Any] | None = None,
+) -> None:
+    """Record that `event` happened to the subject (pass the id of the row it is about)."""
+    subject = {
+        "message_id": message_id,
+        "conversation_id": conversation_id,
+        "contact_id": contact_id,
+        "inbox_id": inbox_id,
+    }
+    payload: dict[str, Any] = {"subject": {k: v for k, v in subject.items() if v is not None}}
+    if changed_attributes:
+        payload["changed_attributes"] = changed_attributes
+    session.add(WebhookEvent(account_id=account_id, inbox_id=inbox_id, event=event.value, payload=payload))
