@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     TOKEN_REFRESH_INTERVAL_MINUTES: int = 60
     REAUTH_ERROR_THRESHOLD: int = 3
     REAUTH_ERROR_WINDOW_SECONDS: int = 86_400
+    # Account webhooks (events for API consumers).
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES: bool = False
+    EVENT_DISPATCH_INTERVAL_SECONDS: float = 0.2
+    EVENT_DELIVERY_TIMEOUT_SECONDS: float = 5.0
+    EVENT_DELIVERY_MAX_TRIES: int = 12
+    WEBHOOK_DISABLE_AFTER_SECONDS: int = 86_400
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> "Settings":

@@ -65,6 +65,9 @@ os.environ.update(
     RETRY_BASE_SECONDS="0.01",
     GRAPH_TIMEOUT_SECONDS="3",
     LOG_LEVEL="WARNING",
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true",  # test receivers listen on 127.0.0.1
+    EVENT_DISPATCH_INTERVAL_SECONDS="0.02",
+    EVENT_DELIVERY_TIMEOUT_SECONDS="0.5",
 )
 
 from shared.access import PLATFORM_APP_OWNER, USER_OWNER, issue_token  # noqa: E402
