@@ -1,0 +1,161 @@
+"""The real system as separate processes, on private Postgres and Redis servers we can break.
+
+Fault tests kill and restart these processes and servers while signed webhooks are in flight.
+Postgres refuses to run as root, so its commands run as the `postgres` user when we are root.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
+    if not found:
+        raise RuntimeError(f"{name} not found: install Debian's postgresql package")
+    return found
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def wait_for(check: "callable[[], bool]", what: str, timeout: float = 30.0) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready within {timeout} s")
+        time.sleep(0.05)
+
+
+@dataclass
+class PrivatePostgres:
+    directory: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/inbox"
+
+    def _run(self, *command: str) -> None:
+        subprocess.run(_as_postgres(list(command)), check=True, capture_output=True)
+
+    def start(self) -> None:
+        data = self.directory / "data"
+        if not data.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(self.directory, "postgres", "postgres")
+            self._run(_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self._run(
+            _pg_bin("pg_ctl"), "-D", str(data), "-w", "-l", str(self.directory / "log"),
+            "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-w", "-m", mode, "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def create_database(self) -> None:
+        self._run(_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "inbox")
+
+
+@dataclass
+class PrivateRedis:
+    """Redis with the append-only persistence docker-compose.yml configures."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self._pong, "redis")
+
+    def _pong(self) -> bool:
+        result = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True)
+        return result.stdout.strip() == "PONG"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True)
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@dataclass
+class Service:
+    """One Procfile process, run as a subprocess with its own log file."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log: Path
+    health_url: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
+        if self.health_url:
+            wait_for(self._healthy, self.name)
+
+    def _healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
+        try:
+            return httpx.get(self.health_url or "", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, exactly like a crashed container."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            self.process = None
+
+
+def python_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
