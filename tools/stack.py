@@ -1,24 +1,31 @@
 """The real system as separate processes, on private Postgres and Redis servers we can break.
 
-Fault tests kill and restart these processes and servers while signed webhooks are in flight.
-Postgres refuses to run as root, so its commands run as the `postgres` user when we are root.
+Benchmarks measure these processes from outside; fault tests kill and restart them, and the
+servers, while signed webhooks are in flight. Postgres refuses to run as root, so its commands
+run as the `postgres` user when we are root.
 """
 
 import glob
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from tests.support import free_port
+ROOT = Path(__file__).resolve().parents[1]
 
-ROOT = Path(__file__).resolve().parents[2]
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _pg_bin(name: str) -> str:
@@ -34,7 +41,7 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-def wait_for(check: "callable[[], bool]", what: str, timeout: float = 30.0) -> None:  # type: ignore[valid-type]
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
