@@ -28,13 +28,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
-    )
-    if not found:
-        raise RuntimeError(f"{name} not found: install Debian's postgresql package")
+def _find(name: str) -> str | None:
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return shutil.which(name) or next(iter(candidates), None)
+
+
+def require(name: str, *, package: str) -> str:
+    """The path of a server binary, installing its Debian package when missing and we are root."""
+    found = _find(name)
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing Debian package {package} (for {name})", flush=True)
+        for step in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", package]):
+            subprocess.run(step, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        found = _find(name)
+    if found is None:
+        raise RuntimeError(
+            f"{name} not found. Install it (Debian: apt-get install {package}) or point the "
+            "environment at a running server."
+        )
     return found
+
+
+def _pg_bin(name: str) -> str:
+    return require(name, package="postgresql")
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -61,7 +77,16 @@ class PrivatePostgres:
     def _run(self, *command: str) -> None:
         subprocess.run(_as_postgres(list(command)), check=True, capture_output=True)
 
+    def running(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
     def start(self) -> None:
+        if self.running():
+            return
         data = self.directory / "data"
         if not data.exists():
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -80,40 +105,54 @@ class PrivatePostgres:
         self.stop()
         self.start()
 
-    def create_database(self) -> None:
-        self._run(_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "inbox")
+    def create_database(self, name: str = "inbox") -> None:
+        """Create the database unless it exists."""
+        psql = [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAc"]
+        exists = subprocess.run(
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"], capture_output=True
+        )
+        if exists.stdout.strip() != b"1":
+            self._run(_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
 
 
 @dataclass
 class PrivateRedis:
-    """Redis with the append-only persistence docker-compose.yml configures."""
+    """Redis with the append-only persistence docker-compose.yml configures, run as a daemon."""
 
     directory: Path
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        if self.running():
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        subprocess.run(
+            [require("redis-server", package="redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+             "--daemonize", "yes", "--pidfile", str(self.directory / "redis.pid"),
+             "--logfile", str(self.directory / "redis.log")],
+            check=True, capture_output=True,
         )  # fmt: skip
-        wait_for(self._pong, "redis")
+        wait_for(self.running, "redis")
 
-    def _pong(self) -> bool:
-        result = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True)
-        return result.stdout.strip() == "PONG"
+    def running(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self) -> None:
-        if self.process is not None:
-            subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True)
-            self.process.wait(timeout=10)
-            self.process = None
+        if self.running():
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                sock.sendall(b"SHUTDOWN\r\n")
+                sock.recv(16)
+        wait_for(lambda: not self.running(), "redis shutdown")
 
     def restart(self) -> None:
         self.stop()
