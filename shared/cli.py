@@ -11,6 +11,7 @@ from alembic.config import Config
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sandbox import cli as sandbox_cli
 from shared import app_config
 from shared.access import PLATFORM_APP_OWNER, USER_OWNER, issue_token
 from shared.db import create_engine, create_sessionmaker
@@ -27,6 +28,7 @@ config = typer.Typer(help="Installation configuration (wins over the environment
 app.add_typer(platform_app, name="platform-app")
 app.add_typer(super_admin, name="super-admin")
 app.add_typer(config, name="config")
+app.add_typer(sandbox_cli.app, name="sandbox")
 
 
 def run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
