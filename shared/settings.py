@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
     GRAPH_TIMEOUT_SECONDS: float = 10.0
     WEBHOOK_MAX_BODY_BYTES: int = 1_048_576
+    # Meta may sign with the Meta app secret instead of the Instagram one; both are accepted.
+    META_APP_SECRET: SecretStr = SecretStr("")
     STORAGE_DIR: str = "storage"
     PUBLIC_MEDIA_URL: str = "http://localhost:8003"
     APP_CONFIG_CACHE_SECONDS: float = 10.0
