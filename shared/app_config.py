@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import crypto
 from shared.db import SessionMaker
-from shared.errors import BadRequest
+from shared.errors import Unprocessable
 from shared.models import InstallationConfig
 from shared.settings import Settings
 
@@ -51,7 +51,7 @@ def _env_value(settings: Settings, key: str) -> Any:
 
 def parse_value(key: str, raw: Any) -> Any:
     if key not in INSTAGRAM_KEYS:
-        raise BadRequest(f"unknown configuration key {key!r}; known keys: {', '.join(INSTAGRAM_KEYS)}")
+        raise Unprocessable(f"unknown configuration key {key!r}; known keys: {', '.join(INSTAGRAM_KEYS)}")
     if key in BOOLEAN_KEYS:
         if isinstance(raw, bool):
             return raw
@@ -59,7 +59,7 @@ def parse_value(key: str, raw: Any) -> Any:
             return True
         if str(raw).lower() in ("0", "false", "no", "off"):
             return False
-        raise BadRequest(f"{key} must be true or false")
+        raise Unprocessable(f"{key} must be true or false")
     return str(raw)
 
 
