@@ -5,18 +5,25 @@ arq ignores attributes inherited from a base class.
 """
 
 import random
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from arq import Retry
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.app import open_state
+from shared.graph import GraphTransientError
 from shared.logging import configure_logging, get_logger
 from shared.models import DeadLetter
+from shared.queue import Job
 from shared.settings import get_settings
 
 JobContext = dict[str, Any]
+T = TypeVar("T")
 log = get_logger("worker")
 
 # arq's defaults (poll_delay 0.5 s, max_jobs 10) cap a worker near 200 jobs/s; these reach thousands.
@@ -63,3 +70,47 @@ async def park(
     """Keep a job that failed for good where operators can see and replay it (`inboxctl dead-letters`)."""
     session.add(DeadLetter(job_name=job_name, job_key=job_key, kwargs=kwargs, error=error[:2000]))
     log.error("job parked in dead letters", job_name=job_name, job_key=job_key, error=error[:500])
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth retrying: Meta busy or unreachable, Postgres or Redis restarting, network trouble."""
+    if isinstance(error, GraphTransientError | RedisError | OSError | TimeoutError):
+        return True
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+    return False
+
+
+async def run_job(
+    ctx: JobContext,
+    *,
+    job: Job,
+    key: str,
+    kwargs: dict[str, Any],
+    max_tries: int,
+    work: Callable[[AsyncSession], Awaitable[T]],
+) -> T | None:
+    """Run `work` in one session and commit. Transient failures retry with backoff; a job that
+    keeps failing, or fails for a reason retrying cannot fix, is parked in the dead letters."""
+    try:
+        async with ctx["sessionmaker"]() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+    except Retry:
+        raise
+    except Exception as error:
+        transient = is_transient(error)
+        if transient and ctx["job_try"] < max_tries:
+            raise Retry(defer=backoff(ctx["job_try"], hint=getattr(error, "retry_after", None))) from error
+        log.error("job failed", job_name=job.name, job_key=key, transient=transient, exc_info=not transient)
+        async with ctx["sessionmaker"]() as session:
+            await park(
+                session,
+                job_name=job.name,
+                job_key=key,
+                kwargs=kwargs,
+                error=f"{type(error).__name__}: {error}",
+            )
+            await session.commit()
+        return None

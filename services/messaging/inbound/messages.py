@@ -1,0 +1,421 @@
+"""Turning one Instagram webhook event into messages, receipts, reactions, unsends and edits.
+
+Every write is idempotent: messages are inserted with ON CONFLICT on (inbox_id, source_id),
+and events without a Meta id get a synthetic `source_id` from the event's deterministic key,
+so a redelivered or retried event changes nothing and emits no second webhook event.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.messaging.inbound import contacts, conversations
+from shared.events import Event, emit
+from shared.logging import get_logger
+from shared.models import (
+    Attachment,
+    ChannelInstagram,
+    Contact,
+    ContactInbox,
+    Conversation,
+    Inbox,
+    Message,
+    MessageStatus,
+    MessageType,
+)
+from shared.schemas.events import InboundEvent
+
+log = get_logger("inbound")
+
+# Meta attachment type -> our file_type; media types are downloaded into our storage.
+FILE_TYPES = {
+    "image": "image", "video": "video", "audio": "audio", "file": "file", "share": "share",
+    "story_mention": "story_mention", "ig_reel": "ig_reel", "reel": "ig_reel", "ig_post": "ig_post",
+    "ig_story": "ig_story", "story": "ig_story", "media": "image",
+}  # fmt: skip
+DOWNLOADED = frozenset({"image", "video", "audio", "file", "story_mention", "ig_story"})
+
+
+class EchoMayBeOurs(Exception):
+    """An echo arrived while one of our sends in that conversation has no Meta id yet."""
+
+
+@dataclass
+class Followups:
+    """Jobs to enqueue once the transaction has committed."""
+
+    enrich_contact_inbox: int | None = None
+    downloads: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Route:
+    inbox: Inbox
+    channel: ChannelInstagram
+    customer: str  # the customer's IGSID
+
+
+async def route(session: AsyncSession, event: InboundEvent) -> Route | None:
+    """The inbox the event belongs to: the business is the recipient, or the sender of an echo."""
+    sender = str((event.item.get("sender") or {}).get("id", ""))
+    recipient = str((event.item.get("recipient") or {}).get("id", ""))
+    business, customer = (sender, recipient) if event.kind == "echo" else (recipient, sender)
+    if event.entry_id != "0":  # the Dashboard's test button sends entry id "0"
+        business = event.entry_id
+    row = (
+        await session.execute(
+            select(Inbox, ChannelInstagram)
+            .join(ChannelInstagram, ChannelInstagram.id == Inbox.channel_id)
+            .where(ChannelInstagram.instagram_id == business)
+        )
+    ).one_or_none()
+    if row is None or not customer:
+        log.info(
+            "event for an Instagram account that is not connected; dropped",
+            business=business,
+            kind=event.kind,
+        )
+        return None
+    return Route(inbox=row[0], channel=row[1], customer=customer)
+
+
+def event_time(event: InboundEvent) -> datetime:
+    milliseconds = event.timestamp_ms
+    return datetime.fromtimestamp(milliseconds / 1000, UTC) if milliseconds else datetime.now(UTC)
+
+
+async def _find(session: AsyncSession, *, inbox_id: int, mid: str | None) -> Message | None:
+    if not mid:
+        return None
+    return await session.scalar(
+        select(Message).where(Message.inbox_id == inbox_id, Message.source_id == mid).with_for_update()
+    )
+
+
+async def _insert(session: AsyncSession, **values: Any) -> Message | None:
+    """Insert once; None when a message with this (inbox_id, source_id) already exists."""
+    return await session.scalar(
+        insert(Message)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=[Message.inbox_id, Message.source_id], index_where=text("source_id IS NOT NULL")
+        )
+        .returning(Message)
+    )
+
+
+def _attachment_rows(message: Message, attachments: list[dict[str, Any]]) -> list[Attachment]:
+    rows = []
+    for item in attachments:
+        payload = item.get("payload") or {}
+        kind = str(item.get("type", "fallback"))
+        rows.append(
+            Attachment(
+                account_id=message.account_id,
+                message_id=message.id,
+                file_type=FILE_TYPES.get(kind, "fallback"),
+                external_url=payload.get("url") or payload.get("story_media_url"),
+                meta={"instagram_type": kind, **{k: v for k, v in payload.items() if k != "url"}},
+            )
+        )
+    return rows
+
+
+def _content_attributes(message: dict[str, Any], referral: dict[str, Any] | None) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    reply_to = message.get("reply_to") or {}
+    if "story" in reply_to:
+        attributes["story_id"] = reply_to["story"].get("id")
+        attributes["story_url"] = reply_to["story"].get("url")
+        attributes["story_reply"] = True
+    if "mid" in reply_to:
+        attributes["in_reply_to_external_id"] = reply_to["mid"]
+    if "quick_reply" in message:
+        attributes["quick_reply_payload"] = (message["quick_reply"] or {}).get("payload")
+    if referral or message.get("referral"):
+        attributes["referral"] = referral or message.get("referral")
+    if message.get("is_unsupported"):
+        attributes["is_unsupported"] = True
+    kinds = {a.get("type") for a in message.get("attachments") or []}
+    if "story_mention" in kinds:
+        attributes["image_type"] = "story_mention"
+    return attributes
+
+
+class Handler:
+    """Handles one event inside the caller's transaction."""
+
+    def __init__(self, session: AsyncSession, event: InboundEvent, *, echo_patience: bool = True) -> None:
+        self.session, self.event, self.echo_patience = session, event, echo_patience
+        self.followups = Followups()
+
+    async def run(self) -> Followups:
+        if not self.event.is_messaging:
+            log.info(
+                "event kind not handled by the inbox; dropped", kind=self.event.kind, field=self.event.field
+            )
+            return self.followups
+        found = await route(self.session, self.event)
+        if found is None:
+            return self.followups
+        handler = {
+            "message": self.message,
+            "postback": self.message,
+            "echo": self.echo,
+            "read": self.read,
+            "reaction": self.reaction,
+            "unsend": self.unsend,
+            "message_edit": self.edit,
+            "referral": self.referral,
+        }.get(self.event.kind, self.unsupported)
+        await handler(found)
+        return self.followups
+
+    # -- shared steps ------------------------------------------------------------------
+
+    async def _thread(self, found: Route) -> tuple[ContactInbox, Contact, Conversation]:
+        contact_inbox, contact, _ = await contacts.contact_for(
+            self.session, inbox=found.inbox, igsid=found.customer
+        )
+        conversation = await conversations.conversation_for(
+            self.session, inbox=found.inbox, contact_inbox=contact_inbox
+        )
+        if contacts.needs_profile(contact) and not found.channel.reauthorization_required:
+            self.followups.enrich_contact_inbox = contact_inbox.id
+        return contact_inbox, contact, conversation
+
+    async def _store(
+        self,
+        found: Route,
+        *,
+        source_id: str,
+        message_type: MessageType,
+        content: str | None,
+        content_attributes: dict[str, Any],
+        attachments: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        status: MessageStatus = MessageStatus.SENT,
+    ) -> Message | None:
+        """Insert the message in the customer's conversation; None if it was stored before."""
+        if await _find(self.session, inbox_id=found.inbox.id, mid=source_id) is not None:
+            return None
+        _, contact, conversation = await self._thread(found)
+        incoming = message_type == MessageType.INCOMING
+        at = event_time(self.event)
+        message = await _insert(
+            self.session,
+            account_id=found.inbox.account_id,
+            inbox_id=found.inbox.id,
+            conversation_id=conversation.id,
+            message_type=int(message_type),
+            content=content,
+            content_attributes=content_attributes,
+            status=status.value,
+            source_id=source_id,
+            sender_type="Contact" if incoming else None,
+            sender_id=contact.id if incoming else None,
+            created_at=at,
+        )
+        if message is None:  # a concurrent delivery won the insert
+            return None
+        rows = _attachment_rows(message, list(attachments))
+        self.session.add_all(rows)
+        await self.session.flush()
+        self.followups.downloads += [r.id for r in rows if r.file_type in DOWNLOADED and r.external_url]
+        await conversations.touch(self.session, conversation=conversation, at=at, incoming=incoming)
+        emit(
+            self.session,
+            event=Event.MESSAGE_CREATED,
+            account_id=message.account_id,
+            inbox_id=message.inbox_id,
+            message_id=message.id,
+        )
+        return message
+
+    def _updated(self, message: Message, **changes: Any) -> None:
+        emit(
+            self.session,
+            event=Event.MESSAGE_UPDATED,
+            account_id=message.account_id,
+            inbox_id=message.inbox_id,
+            message_id=message.id,
+            changed_attributes=changes or None,
+        )
+
+    # -- kinds -------------------------------------------------------------------------
+
+    async def message(self, found: Route) -> None:
+        item = self.event.item
+        body = item.get("message") or {}
+        if self.event.kind == "postback":
+            postback = item["postback"]
+            body = {"mid": postback.get("mid"), "text": postback.get("title")}
+            attributes = {"postback_payload": postback.get("payload")}
+        else:
+            attributes = _content_attributes(body, None)
+        mid = body.get("mid") or f"{self.event.kind}:{self.event.key}"
+        message = await self._store(
+            found,
+            source_id=str(mid),
+            message_type=MessageType.INCOMING,
+            content=body.get("text"),
+            content_attributes=attributes,
+            attachments=body.get("attachments") or [],
+        )
+        if message is not None and "in_reply_to_external_id" in attributes:
+            replied = await _find(
+                self.session, inbox_id=found.inbox.id, mid=attributes["in_reply_to_external_id"]
+            )
+            if replied is not None:
+                message.content_attributes = {**attributes, "in_reply_to": replied.id}
+
+    async def echo(self, found: Route) -> None:
+        body = self.event.item.get("message") or {}
+        mine = await _find(self.session, inbox_id=found.inbox.id, mid=body.get("mid"))
+        if mine is not None:  # our own send: the echo only confirms it
+            if mine.status == MessageStatus.PROGRESS.value:
+                mine.status = MessageStatus.SENT.value
+                self._updated(mine, status=[MessageStatus.PROGRESS.value, MessageStatus.SENT.value])
+            return
+        if self.echo_patience:
+            _, _, conversation = await self._thread(found)
+            pending = await self.session.scalar(
+                select(Message.id)
+                .where(
+                    Message.conversation_id == conversation.id,
+                    Message.message_type == int(MessageType.OUTGOING),
+                    Message.source_id.is_(None),
+                    Message.status == MessageStatus.PROGRESS.value,
+                    Message.private.is_(False),
+                )
+                .limit(1)
+            )
+            if pending is not None:
+                raise EchoMayBeOurs(f"conversation {conversation.id} has a send in progress")
+        await self._store(
+            found,
+            source_id=str(body["mid"]),
+            message_type=MessageType.OUTGOING,
+            content=body.get("text"),
+            content_attributes={"external_echo": True},
+            attachments=body.get("attachments") or [],
+        )
+
+    async def read(self, found: Route) -> None:
+        seen = await _find(self.session, inbox_id=found.inbox.id, mid=self.event.item["read"].get("mid"))
+        if seen is None:
+            log.info("read receipt for a message we never saw", inbox_id=found.inbox.id)
+            return
+        marked = await self.session.scalars(
+            update(Message)
+            .where(
+                Message.conversation_id == seen.conversation_id,
+                Message.message_type == int(MessageType.OUTGOING),
+                Message.status.in_([MessageStatus.SENT.value, MessageStatus.DELIVERED.value]),
+                Message.created_at <= seen.created_at,
+            )
+            .values(status=MessageStatus.READ.value)
+            .returning(Message)
+        )
+        for message in marked:
+            self._updated(message, status=[MessageStatus.SENT.value, MessageStatus.READ.value])
+
+    async def reaction(self, found: Route) -> None:
+        reaction = self.event.item["reaction"]
+        mid = reaction.get("mid")
+        target = await _find(self.session, inbox_id=found.inbox.id, mid=mid)
+        if reaction.get("action") == "unreact":
+            await self._unreact(found, target, mid)
+            return
+        timeline = await self._store(
+            found,
+            source_id=f"reaction:{self.event.key}",
+            message_type=MessageType.INCOMING,
+            content=reaction.get("emoji") or reaction.get("reaction"),
+            content_attributes={
+                "is_reaction": True,
+                "in_reply_to_external_id": mid,
+                "reaction": reaction.get("reaction"),
+                **({"in_reply_to": target.id} if target else {}),
+            },
+        )
+        if timeline is None or target is None:
+            return
+        others = [r for r in target.content_attributes.get("reactions", []) if r.get("from") != "contact"]
+        entry = {"emoji": reaction.get("emoji"), "reaction": reaction.get("reaction"), "from": "contact"}
+        target.content_attributes = {**target.content_attributes, "reactions": [*others, entry]}
+        self._updated(target, reactions=[entry])
+
+    async def _unreact(self, found: Route, target: Message | None, mid: str | None) -> None:
+        if target is not None and any(
+            r.get("from") == "contact" for r in target.content_attributes.get("reactions", [])
+        ):
+            kept = [r for r in target.content_attributes["reactions"] if r.get("from") != "contact"]
+            target.content_attributes = {**target.content_attributes, "reactions": kept}
+            self._updated(target, reactions=[])
+        shown = await self.session.scalars(
+            select(Message).where(
+                Message.inbox_id == found.inbox.id,
+                Message.content_attributes["is_reaction"].as_boolean().is_(True),
+                Message.content_attributes["in_reply_to_external_id"].as_string() == str(mid),
+                Message.content.is_not(None),
+            )
+        )
+        for message in shown:
+            message.content = None
+            message.content_attributes = {**message.content_attributes, "deleted": True}
+            self._updated(message, deleted=True)
+
+    async def unsend(self, found: Route) -> None:
+        target = await _find(
+            self.session, inbox_id=found.inbox.id, mid=(self.event.item.get("message") or {}).get("mid")
+        )
+        if target is None or target.content_attributes.get("deleted"):
+            return
+        target.content = None
+        target.content_attributes = {**target.content_attributes, "deleted": True}
+        await self.session.execute(delete(Attachment).where(Attachment.message_id == target.id))
+        self._updated(target, deleted=True)
+
+    async def edit(self, found: Route) -> None:
+        edit = self.event.item["message_edit"]
+        target = await _find(self.session, inbox_id=found.inbox.id, mid=edit.get("mid"))
+        num_edit = int(edit.get("num_edit") or 0)
+        if target is None or num_edit <= int(target.content_attributes.get("edit_count", 0)):
+            return
+        previous = [*target.content_attributes.get("previous_contents", []),
+                    {"content": target.content, "edited_at": event_time(self.event).isoformat()}]  # fmt: skip
+        target.content_attributes = {
+            **target.content_attributes,
+            "edit_count": num_edit,
+            "previous_contents": previous,
+        }
+        target.content = edit.get("text")
+        self._updated(target, content=target.content)
+
+    async def referral(self, found: Route) -> None:
+        referral = self.event.item["referral"]
+        await self._store(
+            found,
+            source_id=f"referral:{self.event.key}",
+            message_type=MessageType.ACTIVITY,
+            content=f"Opened the conversation from a link (ref: {referral.get('ref')})",
+            content_attributes={"referral": referral},
+        )
+
+    async def unsupported(self, found: Route) -> None:
+        """Kinds we do not know yet are kept, visibly, never dropped."""
+        await self._store(
+            found,
+            source_id=f"{self.event.kind}:{self.event.key}",
+            message_type=MessageType.INCOMING,
+            content=None,
+            content_attributes={
+                "is_unsupported": True,
+                "unsupported_kind": self.event.kind,
+                "raw": self.event.item,
+            },
+        )
