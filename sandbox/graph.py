@@ -5,7 +5,7 @@ import re
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from sandbox import events
 from sandbox.config import SandboxConfig
@@ -160,6 +160,24 @@ def _send_echo(
         )
 
     request.app.state.background(later())
+
+
+MEDIA_TYPES = {
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "mp4": "video/mp4",
+    "m4a": "audio/mp4",
+    "pdf": "application/pdf",
+}
+
+
+@router.get("/cdn/{name}")
+async def cdn(name: str) -> Response:
+    """Stand-in for Meta's media CDN (lookaside.fbsbx.com): deterministic bytes per file name."""
+    extension = name.rsplit(".", 1)[-1]
+    if extension not in MEDIA_TYPES:
+        return Response(status_code=404)
+    return Response(f"sandbox media {name}\n".encode() * 64, media_type=MEDIA_TYPES[extension])
 
 
 @router.get("/{version}/{igsid}")

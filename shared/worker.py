@@ -30,6 +30,7 @@ log = get_logger("worker")
 POLL_DELAY_SECONDS = 0.02
 MAX_JOBS = 100
 MAX_BACKOFF_SECONDS = 3600.0
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 
 
 async def startup(ctx: JobContext) -> None:
@@ -77,7 +78,11 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, GraphTransientError | RedisError | OSError | TimeoutError):
         return True
     if isinstance(error, DBAPIError):
-        return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig.__cause__, "sqlstate", None)
+        retryable = sqlstate in RETRYABLE_SQLSTATES
+        return (
+            retryable or error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+        )
     return False
 
 

@@ -7,6 +7,7 @@ database; after every test all rows are deleted and Redis is flushed.
 
 import asyncio
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -68,6 +69,7 @@ os.environ.update(
     WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true",  # test receivers listen on 127.0.0.1
     EVENT_DISPATCH_INTERVAL_SECONDS="0.02",
     EVENT_DELIVERY_TIMEOUT_SECONDS="0.5",
+    STORAGE_DIR=tempfile.mkdtemp(prefix="inbox-test-storage-"),
 )
 
 from shared.access import PLATFORM_APP_OWNER, USER_OWNER, issue_token  # noqa: E402

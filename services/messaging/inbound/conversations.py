@@ -28,7 +28,10 @@ async def conversation_for(
     conversation = await _active(session, contact_inbox)
     if conversation is not None:
         return conversation
-    await session.execute(select(Account.id).where(Account.id == inbox.account_id).with_for_update())
+    # NO KEY UPDATE: it does not conflict with the KEY SHARE locks that inserts referencing the account take.
+    await session.execute(
+        select(Account.id).where(Account.id == inbox.account_id).with_for_update(key_share=True)
+    )
     conversation = await _active(session, contact_inbox)
     if conversation is not None:
         return conversation

@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.messaging.inbound import contacts
 from shared import channels, storage
-from shared.graph import GraphClient, GraphRequestError, GraphTokenError
+from shared.graph import GraphClient, GraphPermissionError, GraphRequestError, GraphTokenError
 from shared.logging import get_logger
 from shared.models import Attachment, ChannelInstagram, Contact, ContactInbox, Inbox
 from shared.settings import Settings
@@ -38,7 +38,7 @@ async def enrich_contact(
     except GraphTokenError:
         await channels.record_token_error(session, settings, channel_id=channel.id)
         return
-    except GraphRequestError as error:
+    except (GraphRequestError, GraphPermissionError) as error:
         log.info("profile not available yet", contact_id=contact.id, code=error.code, reason=error.message)
         return
     contacts.apply_profile(session, contact=contact, inbox_id=contact_inbox.inbox_id, profile=profile)

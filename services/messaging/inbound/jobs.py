@@ -31,8 +31,8 @@ async def process_event(ctx: JobContext, event: dict[str, Any]) -> None:
     if followups is None:
         return
     redis = ctx["redis"]
-    if followups.enrich_contact_inbox is not None:
-        key = str(followups.enrich_contact_inbox)
+    if followups.enrich_contact_inbox is not None:  # retried with each message until the profile is read
+        key = f"{followups.enrich_contact_inbox}:{parsed.key}"
         await enqueue(redis, ENRICH_CONTACT, key=key, contact_inbox_id=followups.enrich_contact_inbox)
     for attachment_id in followups.downloads:
         await enqueue(redis, DOWNLOAD_ATTACHMENT, key=str(attachment_id), attachment_id=attachment_id)
