@@ -1,7 +1,9 @@
 """`inboxctl`: the operator's command line (also `python -m shared.cli`)."""
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -15,7 +17,9 @@ from sandbox import cli as sandbox_cli
 from shared import app_config
 from shared.access import PLATFORM_APP_OWNER, USER_OWNER, issue_token
 from shared.db import create_engine, create_sessionmaker
-from shared.models import PlatformApp, User
+from shared.errors import NotFound
+from shared.models import DeadLetter, PlatformApp, User
+from shared.queue import JOBS, create_redis, enqueue
 from shared.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +33,10 @@ app.add_typer(platform_app, name="platform-app")
 app.add_typer(super_admin, name="super-admin")
 app.add_typer(config, name="config")
 app.add_typer(sandbox_cli.app, name="sandbox")
+dead_letters = typer.Typer(
+    help="Jobs that failed for good, parked for inspection and replay.", no_args_is_help=True
+)
+app.add_typer(dead_letters, name="dead-letters")
 
 
 def run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -120,6 +128,40 @@ def config_get(key: str) -> None:
     if key.upper() not in app_config.INSTAGRAM_KEYS:
         raise typer.BadParameter(f"unknown key; known keys: {', '.join(app_config.INSTAGRAM_KEYS)}")
     typer.echo(app_config.mask(key.upper(), run_in_session(work)))
+
+
+@dead_letters.command("list")
+def list_dead_letters(limit: Annotated[int, typer.Option(help="how many, newest first")] = 50) -> None:
+    """Show parked jobs: id, when, job, key, replayed, error."""
+
+    async def work(session: AsyncSession) -> list[DeadLetter]:
+        return list(await session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)))
+
+    for letter in run_in_session(work):
+        replayed = f"replayed {letter.replayed_at:%Y-%m-%d %H:%M}" if letter.replayed_at else "not replayed"
+        when = f"{letter.created_at:%Y-%m-%d %H:%M:%S}"
+        typer.echo(f"{letter.id}\t{when}\t{letter.job_name}\t{letter.job_key}\t{replayed}")
+        typer.echo(f"\t{letter.error[:300]}")
+
+
+@dead_letters.command("replay")
+def replay_dead_letter(letter_id: int) -> None:
+    """Enqueue a parked job again, with its original arguments."""
+
+    async def work(session: AsyncSession) -> str:
+        letter = await session.get(DeadLetter, letter_id)
+        if letter is None:
+            raise NotFound(f"no dead letter {letter_id}")
+        redis = await create_redis(get_settings())
+        try:
+            key = f"{letter.job_key}:replay-{letter.id}-{int(time.time())}"
+            await enqueue(redis, JOBS[letter.job_name], key=key, **letter.kwargs)
+        finally:
+            await redis.aclose()
+        letter.replayed_at = datetime.now(UTC)
+        return f"{letter.job_name} {letter.job_key} enqueued again"
+
+    typer.echo(run_or_exit(lambda: run_in_session(work)))
 
 
 def run_or_exit(action: Callable[[], T]) -> T:

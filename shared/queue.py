@@ -38,6 +38,18 @@ REFRESH_TOKENS = Job("refresh_tokens", Queue.MAINTENANCE)
 DELIVER_EVENT = Job("deliver_event", Queue.EVENTS)
 
 
+ALL_JOBS = (
+    PROCESS_EVENT,
+    ENRICH_CONTACT,
+    DOWNLOAD_ATTACHMENT,
+    SEND_MESSAGE,
+    SUBSCRIBE_WEBHOOKS,
+    REFRESH_TOKENS,
+    DELIVER_EVENT,
+)
+JOBS = {job.name: job for job in ALL_JOBS}
+
+
 def job_id(job: Job, key: str) -> str:
     return f"{job.name}:{key}"
 

@@ -16,20 +16,22 @@ ECHO_PATIENCE_TRIES = 4  # an echo racing our own send waits this many tries for
 
 
 async def process_event(ctx: JobContext, event: dict[str, Any]) -> None:
-    parsed = InboundEvent.model_validate(event)
+    key = str(event.get("key"))
 
-    async def work(session: AsyncSession) -> messages.Followups:
+    async def work(session: AsyncSession) -> tuple[InboundEvent, messages.Followups]:
+        parsed = InboundEvent.model_validate(event)  # inside run_job: a malformed event is parked
         patient = ctx["job_try"] <= ECHO_PATIENCE_TRIES
         try:
-            return await messages.Handler(session, parsed, echo_patience=patient).run()
+            return parsed, await messages.Handler(session, parsed, echo_patience=patient).run()
         except messages.EchoMayBeOurs as racing:  # give our own send time to record Meta's id
             raise Retry(defer=0.5 * ctx["job_try"]) from racing
 
-    followups = await worker.run_job(
-        ctx, job=PROCESS_EVENT, key=parsed.key, kwargs={"event": event}, max_tries=MAX_TRIES, work=work
+    done = await worker.run_job(
+        ctx, job=PROCESS_EVENT, key=key, kwargs={"event": event}, max_tries=MAX_TRIES, work=work
     )
-    if followups is None:
+    if done is None:
         return
+    parsed, followups = done
     redis = ctx["redis"]
     if followups.enrich_contact_inbox is not None:  # retried with each message until the profile is read
         key = f"{followups.enrich_contact_inbox}:{parsed.key}"
