@@ -87,8 +87,15 @@ class SandboxAdmin:
         hang_seconds: float = 0.0,
     ) -> None:
         """The next `times` matching requests fail with `status`/`body`, a Graph `error`, or hang first."""
-        fault = {"path_regex": path_regex, "times": times, "method": method, "status": status, "body": body,
-                 "error": error, "hang_seconds": hang_seconds}  # fmt: skip
+        fault = {
+            "path_regex": path_regex,
+            "times": times,
+            "method": method,
+            "status": status,
+            "body": body,
+            "error": error,
+            "hang_seconds": hang_seconds,
+        }
         await self._call("POST", "/faults", json=fault)
 
     async def clear_faults(self) -> None:

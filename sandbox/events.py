@@ -89,9 +89,14 @@ def attachment(
 
 
 def story_reply(
-    customer: str, business: str, *, text: str, story_id: str = "18050000000000001", mid: str | None = None,
+    customer: str,
+    business: str,
+    *,
+    text: str,
+    story_id: str = "18050000000000001",
+    mid: str | None = None,
     timestamp: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     reply_to = {"story": {"url": cdn_url(), "id": story_id}}
     return _item(
         customer, business, timestamp, message={"mid": mid or new_mid(), "text": text, "reply_to": reply_to}
@@ -129,9 +134,14 @@ def read(customer: str, business: str, *, mid: str, timestamp: int | None = None
 
 
 def reaction(
-    customer: str, business: str, *, mid: str, reaction: str = "love", emoji: str = "\u2764\ufe0f",
+    customer: str,
+    business: str,
+    *,
+    mid: str,
+    reaction: str = "love",
+    emoji: str = "\u2764\ufe0f",
     timestamp: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     return _item(
         customer,
         business,
@@ -161,9 +171,14 @@ def unsupported(
 
 
 def postback(
-    customer: str, business: str, *, title: str = "Talk to an agent", payload: str = "CARE_HELP",
-    mid: str | None = None, timestamp: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    customer: str,
+    business: str,
+    *,
+    title: str = "Talk to an agent",
+    payload: str = "CARE_HELP",
+    mid: str | None = None,
+    timestamp: int | None = None,
+) -> dict[str, Any]:
     return _item(
         customer, business, timestamp, postback={"mid": mid or new_mid(), "title": title, "payload": payload}
     )
@@ -220,8 +235,12 @@ def dashboard_test(
     customer: str = "12334", business: str = "23245", *, text: str = "random_text"
 ) -> dict[str, Any]:
     """What the App Dashboard's "Test" button sends: entry id "0" and a `changes[]` message."""
-    value = {"sender": {"id": customer}, "recipient": {"id": business}, "timestamp": str(int(time.time())),
-             "message": {"mid": "random_mid", "text": text}}  # fmt: skip
+    value = {
+        "sender": {"id": customer},
+        "recipient": {"id": business},
+        "timestamp": str(int(time.time())),
+        "message": {"mid": "random_mid", "text": text},
+    }
     return {"id": "0", "time": int(time.time()), "changes": [{"field": "messages", "value": value}]}
 
 

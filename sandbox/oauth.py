@@ -119,8 +119,12 @@ async def decide(
         return _page("Error", "<p id='error'>Invalid request.</p>", 400)
     extra = {"state": state} if state else {}
     if decision != "allow":
-        params = {"error": "access_denied", "error_reason": "user_denied",
-                  "error_description": "The user denied your request", **extra}  # fmt: skip
+        params = {
+            "error": "access_denied",
+            "error_reason": "user_denied",
+            "error_description": "The user denied your request",
+            **extra,
+        }
         return _redirect(redirect_uri, params)
     business = account or next(iter(world.businesses))
     code = issue_code(world, redirect_uri=redirect_uri, business=business, scopes=tuple(granted or ()))

@@ -22,11 +22,21 @@ LEGACY_SCOPES = (
 )
 WEBHOOK_FIELDS = frozenset(
     {
-        "messages", "message_reactions", "messaging_seen", "messaging_postbacks", "messaging_referral",
-        "messaging_optins", "messaging_handover", "standby", "message_edit", "message_echoes", "comments",
-        "live_comments", "mentions",
+        "messages",
+        "message_reactions",
+        "messaging_seen",
+        "messaging_postbacks",
+        "messaging_referral",
+        "messaging_optins",
+        "messaging_handover",
+        "standby",
+        "message_edit",
+        "message_echoes",
+        "comments",
+        "live_comments",
+        "mentions",
     }
-)  # fmt: skip
+)
 HOUR, DAY = 3_600, 86_400
 
 

@@ -85,6 +85,8 @@ def test_compose_file_is_accepted_by_docker_compose() -> None:
         pytest.skip("no docker compose plugin on this machine; the YAML checks above still ran")
     result = subprocess.run(
         [*compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-        capture_output=True, text=True, env={"SECRET_KEY": "x", "PATH": "/usr/bin:/bin:/usr/local/bin"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={"SECRET_KEY": "x", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+    )
     assert result.returncode == 0, result.stderr

@@ -42,10 +42,23 @@ def _postgres_accepts(url: str) -> bool:
     parts = urlsplit(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         result = subprocess.run(
-            ["psql", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
-             "-U", parts.username or "postgres", "-d", "postgres", "-tAc", "SELECT 1"],
-            capture_output=True, timeout=5, env={**os.environ, "PGPASSWORD": parts.password or ""},
-        )  # fmt: skip
+            [
+                "psql",
+                "-h",
+                parts.hostname or "127.0.0.1",
+                "-p",
+                str(parts.port or 5432),
+                "-U",
+                parts.username or "postgres",
+                "-d",
+                "postgres",
+                "-tAc",
+                "SELECT 1",
+            ],
+            capture_output=True,
+            timeout=5,
+            env={**os.environ, "PGPASSWORD": parts.password or ""},
+        )
     except (FileNotFoundError, subprocess.TimeoutExpired):
         return True
     return result.returncode == 0
@@ -67,8 +80,10 @@ def _ensure_database(url: str) -> None:
     try:
         found = subprocess.run(
             [*psql, "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-            capture_output=True, env=env, timeout=10,
-        )  # fmt: skip
+            capture_output=True,
+            env=env,
+            timeout=10,
+        )
         if found.stdout.strip() != b"1":
             subprocess.run(
                 [*psql, "-d", "postgres", "-c", f'CREATE DATABASE "{name}"'], capture_output=True, env=env

@@ -94,9 +94,16 @@ class PrivatePostgres:
                 shutil.chown(self.directory, "postgres", "postgres")
             self._run(_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         self._run(
-            _pg_bin("pg_ctl"), "-D", str(data), "-w", "-l", str(self.directory / "log"),
-            "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
-        )  # fmt: skip
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(self.directory / "log"),
+            "-o",
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-w", "-m", mode, "stop")
@@ -131,12 +138,30 @@ class PrivateRedis:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [require("redis-server", package="redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-             "--daemonize", "yes", "--pidfile", str(self.directory / "redis.pid"),
-             "--logfile", str(self.directory / "redis.log")],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                require("redis-server", package="redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.directory / "redis.pid"),
+                "--logfile",
+                str(self.directory / "redis.log"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         wait_for(self.running, "redis")
 
     def running(self) -> bool:

@@ -27,8 +27,10 @@ def failure(response: httpx.Response) -> tuple[str, dict[str, str]]:
 
 
 async def counts(db: AsyncSession) -> tuple[int, int]:
-    return (await db.scalar(select(func.count()).select_from(ChannelInstagram)) or 0,
-            await db.scalar(select(func.count()).select_from(Inbox)) or 0)  # fmt: skip
+    return (
+        await db.scalar(select(func.count()).select_from(ChannelInstagram)) or 0,
+        await db.scalar(select(func.count()).select_from(Inbox)) or 0,
+    )
 
 
 async def test_authorization_url_has_exactly_the_expected_parameters(
@@ -316,8 +318,14 @@ async def test_consent_page_allow_end_to_end(
         page = await browser.get(answer.json()["url"])
         assert page.status_code == 200 and "Allow" in page.text
         query = parse_qs(urlsplit(answer.json()["url"]).query)
-        form = {"client_id": query["client_id"][0], "redirect_uri": query["redirect_uri"][0], "state": query["state"][0],
-                "account": ACME, "decision": "allow", "granted": query["scope"][0].split(",")}  # fmt: skip
+        form = {
+            "client_id": query["client_id"][0],
+            "redirect_uri": query["redirect_uri"][0],
+            "state": query["state"][0],
+            "account": ACME,
+            "decision": "allow",
+            "granted": query["scope"][0].split(","),
+        }
         redirect = await browser.post(f"{login.sandbox_url}/oauth/authorize", data=form)
     back = urlsplit(redirect.headers["location"])
     assert f"{back.scheme}://{back.netloc}{back.path}" == REDIRECT_URI and redirect.headers[

@@ -208,10 +208,14 @@ async def test_webhook_sender_batches_redelivers_and_opens_the_window(
     url, received = receiver
     await sandbox.configure(webhook_url=url)
     result = await sandbox.batch(
-        [{"kind": "text", "fields": {"text": "one"}}, {"kind": "attachment", "fields": {"type": "video"}},
-         {"kind": "reaction", "fields": {"mid": "m1"}}],
-        separate_entries=True, redeliver=2,
-    )  # fmt: skip
+        [
+            {"kind": "text", "fields": {"text": "one"}},
+            {"kind": "attachment", "fields": {"type": "video"}},
+            {"kind": "reaction", "fields": {"mid": "m1"}},
+        ],
+        separate_entries=True,
+        redeliver=2,
+    )
     assert result["statuses"] == [200, 200, 200]
     assert len(received) == 3 and received[0][1] == received[1][1] == received[2][1]
     assert all(_valid(h, b) for h, b in received)

@@ -31,8 +31,15 @@ def _consent(**overrides: str) -> dict[str, str]:
 
 
 async def _allow(meta: httpx.AsyncClient, **form: object) -> httpx.Response:
-    body = {"client_id": APP_ID, "redirect_uri": REDIRECT, "state": "st", "decision": "allow",
-            "account": "17841400000000001", "granted": SCOPE.split(","), **form}  # fmt: skip
+    body = {
+        "client_id": APP_ID,
+        "redirect_uri": REDIRECT,
+        "state": "st",
+        "decision": "allow",
+        "account": "17841400000000001",
+        "granted": SCOPE.split(","),
+        **form,
+    }
     return await meta.post("/oauth/authorize", data=body)
 
 

@@ -33,10 +33,19 @@ log = get_logger("inbound")
 
 # Meta attachment type -> our file_type; media types are downloaded into our storage.
 FILE_TYPES = {
-    "image": "image", "video": "video", "audio": "audio", "file": "file", "share": "share",
-    "story_mention": "story_mention", "ig_reel": "ig_reel", "reel": "ig_reel", "ig_post": "ig_post",
-    "ig_story": "ig_story", "story": "ig_story", "media": "image",
-}  # fmt: skip
+    "image": "image",
+    "video": "video",
+    "audio": "audio",
+    "file": "file",
+    "share": "share",
+    "story_mention": "story_mention",
+    "ig_reel": "ig_reel",
+    "reel": "ig_reel",
+    "ig_post": "ig_post",
+    "ig_story": "ig_story",
+    "story": "ig_story",
+    "media": "image",
+}
 DOWNLOADED = frozenset({"image", "video", "audio", "file", "story_mention", "ig_story"})
 
 
@@ -386,8 +395,10 @@ class Handler:
         num_edit = int(edit.get("num_edit") or 0)
         if target is None or num_edit <= int(target.content_attributes.get("edit_count", 0)):
             return
-        previous = [*target.content_attributes.get("previous_contents", []),
-                    {"content": target.content, "edited_at": event_time(self.event).isoformat()}]  # fmt: skip
+        previous = [
+            *target.content_attributes.get("previous_contents", []),
+            {"content": target.content, "edited_at": event_time(self.event).isoformat()},
+        ]
         target.content_attributes = {
             **target.content_attributes,
             "edit_count": num_edit,
