@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     TOKEN_REFRESH_INTERVAL_MINUTES: int = 60
     REAUTH_ERROR_THRESHOLD: int = 3
     REAUTH_ERROR_WINDOW_SECONDS: int = 86_400
+    # Meta's Send API limits per Instagram account (calls per second): text, and audio/video.
+    SEND_RATE_LIMIT_PER_SECOND: int = 100
+    MEDIA_SEND_RATE_LIMIT_PER_SECOND: int = 10
     # Account webhooks (events for API consumers).
     WEBHOOK_ALLOW_PRIVATE_ADDRESSES: bool = False
     EVENT_DISPATCH_INTERVAL_SECONDS: float = 0.2

@@ -289,8 +289,10 @@ class Handler:
                 mine.status = MessageStatus.SENT.value
                 self._updated(mine, status=[MessageStatus.PROGRESS.value, MessageStatus.SENT.value])
             return
+        _, _, conversation = await self._thread(found)
+        if await self._adopt(conversation, body):
+            return
         if self.echo_patience:
-            _, _, conversation = await self._thread(found)
             pending = await self.session.scalar(
                 select(Message.id)
                 .where(
@@ -312,6 +314,37 @@ class Handler:
             content_attributes={"external_echo": True},
             attachments=body.get("attachments") or [],
         )
+
+    async def _adopt(self, conversation: Conversation, body: dict[str, Any]) -> bool:
+        """An echo of our own reply whose Send API answer never reached us (a timeout): confirm it."""
+        text = body.get("text")
+        candidate = await self.session.scalar(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.message_type == int(MessageType.OUTGOING),
+                Message.private.is_(False),
+                Message.source_id.is_(None),
+                Message.status == MessageStatus.PROGRESS.value,
+                Message.content_attributes["outcome_unknown"].as_boolean().is_(True),
+                Message.content == text if text else Message.content.is_(None),
+            )
+            .order_by(Message.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if candidate is None:
+            return False
+        candidate.source_id = str(body["mid"])
+        candidate.status = MessageStatus.SENT.value
+        attributes = {
+            k: v
+            for k, v in candidate.content_attributes.items()
+            if k not in ("outcome_unknown", "external_error")
+        }
+        candidate.content_attributes = {**attributes, "confirmed_by_echo": True}
+        self._updated(candidate, status=[MessageStatus.PROGRESS.value, MessageStatus.SENT.value])
+        return True
 
     async def read(self, found: Route) -> None:
         seen = await _find(self.session, inbox_id=found.inbox.id, mid=self.event.item["read"].get("mid"))

@@ -1,0 +1,214 @@
+"""Sending a stored reply through the Instagram Send API, exactly once.
+
+A message goes out as parts (its text, then each attachment); each part's Meta id is recorded
+as it is confirmed, so a retry never resends a part. A timeout after a request went out is
+never retried: the message waits for Meta's echo to confirm it (the inbound worker adopts it).
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.messaging.outbound import ratelimit
+from shared import channels, storage
+from shared.app_config import InstagramApp
+from shared.events import Event, emit
+from shared.graph import GraphClient, GraphError, GraphOutcomeUnknown, GraphTokenError, GraphTransientError
+from shared.models import (
+    Attachment,
+    ChannelInstagram,
+    ContactInbox,
+    Conversation,
+    Inbox,
+    Message,
+    MessageStatus,
+    MessageType,
+)
+from shared.settings import Settings
+
+WINDOW = timedelta(hours=24)
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+ORDER_RECHECK_SECONDS = 0.2
+
+
+class Deferred(Exception):
+    """Not yet: an earlier reply in the conversation is still going out, or the account's window is full."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"deferred {seconds:.3f} s")
+        self.seconds = seconds
+
+
+@dataclass
+class Outbound:
+    message: Message
+    conversation: Conversation
+    channel: ChannelInstagram
+    recipient: str  # the customer's IGSID
+
+
+async def _load(session: AsyncSession, message_id: int) -> Outbound | None:
+    row = (
+        await session.execute(
+            select(Message, Conversation, ChannelInstagram, ContactInbox.source_id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(ContactInbox, ContactInbox.id == Conversation.contact_inbox_id)
+            .join(Inbox, Inbox.id == Message.inbox_id)
+            .join(ChannelInstagram, ChannelInstagram.id == Inbox.channel_id)
+            .where(Message.id == message_id)
+            .with_for_update(of=Message)
+        )
+    ).one_or_none()
+    return None if row is None else Outbound(*row)
+
+
+def _finish(
+    session: AsyncSession, message: Message, *, status: MessageStatus, error: str | None = None
+) -> None:
+    previous = message.status
+    message.status = status.value
+    if error:
+        message.content_attributes = {**message.content_attributes, "external_error": error}
+    emit(
+        session,
+        event=Event.MESSAGE_UPDATED,
+        account_id=message.account_id,
+        inbox_id=message.inbox_id,
+        message_id=message.id,
+        changed_attributes={"status": [previous, status.value]},
+    )
+
+
+def fail(session: AsyncSession, message: Message, reason: str) -> None:
+    _finish(session, message, status=MessageStatus.FAILED, error=reason)
+
+
+def _window_tag(out: Outbound, app: InstagramApp, now: datetime) -> dict[str, str] | None:
+    """{} inside 24 h; the HUMAN_AGENT tag up to 7 days when enabled; None when Instagram would refuse."""
+    since = out.conversation.last_incoming_at
+    age = now - since if since else None
+    if age is not None and age <= WINDOW:
+        return {"messaging_type": "RESPONSE"}
+    if age is not None and age <= HUMAN_AGENT_WINDOW and app.human_agent_enabled:
+        return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+    return None
+
+
+async def _parts(
+    session: AsyncSession, settings: Settings, out: Outbound
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(part name, rate-limit kind, Send API `message`) for every part not sent yet."""
+    sent = out.message.content_attributes.get("sent_parts", {})
+    parts: list[tuple[str, str, dict[str, Any]]] = []
+    if out.message.content and "text" not in sent:
+        parts.append(("text", "text", {"text": out.message.content}))
+    attachments = await session.scalars(
+        select(Attachment).where(Attachment.message_id == out.message.id).order_by(Attachment.id)
+    )
+    for attachment in attachments:
+        name = f"attachment:{attachment.id}"
+        if name not in sent:
+            kind = "media" if attachment.file_type in ("audio", "video") else "text"
+            payload = {
+                "type": attachment.file_type,
+                "payload": {"url": storage.data_url(settings, attachment)},
+            }
+            parts.append((name, kind, {"attachment": payload}))
+    return parts
+
+
+async def _earlier_in_flight(session: AsyncSession, message: Message) -> bool:
+    """Messages of one conversation go out in the order they were written."""
+    earlier = await session.scalar(
+        select(Message.id)
+        .where(
+            Message.conversation_id == message.conversation_id,
+            Message.message_type == int(MessageType.OUTGOING),
+            Message.private.is_(False),
+            Message.status == MessageStatus.PROGRESS.value,
+            Message.id < message.id,
+            Message.content_attributes["outcome_unknown"].as_boolean().is_not(True),
+        )
+        .limit(1)
+    )
+    return earlier is not None
+
+
+async def send(
+    session: AsyncSession,
+    graph: GraphClient,
+    redis: ArqRedis,
+    settings: Settings,
+    app: InstagramApp,
+    *,
+    message_id: int,
+) -> None:
+    """Send what is left of the message. Raises Deferred, or GraphTransientError to be retried."""
+    out = await _load(session, message_id)
+    if out is None:
+        return
+    message = out.message
+    if (
+        message.private
+        or message.status != MessageStatus.PROGRESS.value
+        or message.content_attributes.get("outcome_unknown")
+    ):
+        return
+    if await _earlier_in_flight(session, message):
+        raise Deferred(ORDER_RECHECK_SECONDS)
+    if out.channel.reauthorization_required:
+        fail(
+            session,
+            message,
+            "The inbox needs to be re-authorized (Instagram refused its token); reconnect it.",
+        )
+        return
+    context = _window_tag(out, app, datetime.now(UTC))
+    if context is None:
+        fail(
+            session,
+            message,
+            "Outside Instagram's messaging window: replies are allowed within 24 hours of the "
+            "customer's last message (7 days with the HUMAN_AGENT tag, when enabled).",
+        )
+        return
+    sent: dict[str, str] = dict(message.content_attributes.get("sent_parts", {}))
+    reply_to = message.content_attributes.get("in_reply_to_external_id")
+    for name, kind, body in await _parts(session, settings, out):
+        limit = (
+            settings.MEDIA_SEND_RATE_LIMIT_PER_SECOND
+            if kind == "media"
+            else settings.SEND_RATE_LIMIT_PER_SECOND
+        )
+        wait = await ratelimit.acquire(redis, channel_id=out.channel.id, kind=kind, limit=limit)
+        if wait:
+            raise Deferred(wait)
+        request = {"recipient": {"id": out.recipient}, "message": body, **context}
+        if reply_to:
+            request["reply_to"] = {"mid": reply_to}
+        try:
+            answer = await graph.send_message(out.channel.access_token, request)
+        except GraphOutcomeUnknown as error:
+            message.content_attributes = {
+                **message.content_attributes,
+                "outcome_unknown": True,
+                "external_error": f"Instagram did not confirm the send ({error.message}); awaiting its echo",
+            }
+            return
+        except GraphTokenError as error:
+            await channels.record_token_error(session, settings, channel_id=out.channel.id)
+            fail(session, message, f"Instagram refused the inbox's token: {error.message}")
+            return
+        except GraphTransientError:
+            raise
+        except GraphError as error:
+            fail(session, message, error.message)
+            return
+        sent[name] = str(answer.get("message_id"))
+        message.content_attributes = {**message.content_attributes, "sent_parts": sent}
+        message.source_id = message.source_id or sent[name]
+    _finish(session, message, status=MessageStatus.SENT)
