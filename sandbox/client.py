@@ -86,7 +86,8 @@ class SandboxAdmin:
         error: dict[str, Any] | None = None,
         hang_seconds: float = 0.0,
     ) -> None:
-        """The next `times` matching requests fail with `status`/`body`, a Graph `error`, or hang first."""
+        """The next `times` matching requests fail with `status`/`body` or a Graph `error` (after
+        `hang_seconds`); with `hang_seconds` alone the request takes effect but is answered late."""
         fault = {
             "path_regex": path_regex,
             "times": times,

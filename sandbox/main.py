@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from sandbox import admin, graph, oauth
 from sandbox.config import SandboxConfig
-from sandbox.world import GraphFault, OAuthFault, World
+from sandbox.world import Fault, GraphFault, OAuthFault, World
 
 SECRET_PARAMS = re.compile(r"(access_token|client_secret|code)=[^&]+")
 
@@ -59,7 +59,14 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             return await call_next(request)
         world: World = app.state.world
         started = time.time()
-        response = await _injected_fault(world, request) or await call_next(request)
+        fault = _matching_fault(world, request)
+        if fault is not None and (fault.error is not None or fault.status is not None):
+            await asyncio.sleep(fault.hang_seconds)
+            response = _fault_response(fault)
+        else:
+            response = await call_next(request)  # the request takes effect, as at Meta...
+            if fault is not None:
+                await asyncio.sleep(fault.hang_seconds)  # ...but the answer comes late (or never)
         if re.match(r"^/v\d+\.\d+/", path):
             usage = {"call_count": min(100, len(world.requests) % 100), "total_cputime": 1, "total_time": 1}
             response.headers["X-App-Usage"] = json.dumps(usage)
@@ -81,30 +88,30 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     return app
 
 
-async def _injected_fault(world: World, request: Request) -> Response | None:
+def _matching_fault(world: World, request: Request) -> Fault | None:
+    """Take one use of the first fault that matches the request."""
     for fault in world.faults:
         if fault.times <= 0 or (fault.method and fault.method.upper() != request.method):
             continue
-        if not re.search(fault.path_regex, request.url.path):
-            continue
-        fault.times -= 1
-        if fault.hang_seconds:
-            await asyncio.sleep(fault.hang_seconds)
-        if fault.error is not None:
-            error = GraphFault(
-                int(fault.error.get("code", 1)),
-                str(fault.error.get("message", "An unknown error occurred")),
-                subcode=fault.error.get("subcode"),
-                kind=str(fault.error.get("type", "OAuthException")),
-                status=fault.status or 400,
-            )
-            return JSONResponse(error.body(), status_code=error.status)
-        if fault.status is not None:
-            if isinstance(fault.body, str):
-                return Response(fault.body, status_code=fault.status, media_type="text/html")
-            return JSONResponse(fault.body, status_code=fault.status)
-        return None
+        if re.search(fault.path_regex, request.url.path):
+            fault.times -= 1
+            return fault
     return None
+
+
+def _fault_response(fault: Fault) -> Response:
+    if fault.error is not None:
+        error = GraphFault(
+            int(fault.error.get("code", 1)),
+            str(fault.error.get("message", "An unknown error occurred")),
+            subcode=fault.error.get("subcode"),
+            kind=str(fault.error.get("type", "OAuthException")),
+            status=fault.status or 400,
+        )
+        return JSONResponse(error.body(), status_code=error.status)
+    if isinstance(fault.body, str):
+        return Response(fault.body, status_code=fault.status or 500, media_type="text/html")
+    return JSONResponse(fault.body, status_code=fault.status or 500)
 
 
 app = create_app()

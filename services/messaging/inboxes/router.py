@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from services.messaging import views
 from services.messaging.deps import InboxDep
@@ -56,7 +56,8 @@ async def delete_inbox(
     """Remove the inbox, its channel and conversations; unsubscribe Meta's webhooks on a best-effort basis."""
     inbox, channel = found
     token, reauthorization_required = channel.access_token, channel.reauthorization_required
-    await session.delete(channel)  # cascades to the inbox and everything in it
+    # The database cascades from the channel to the inbox and everything in it.
+    await session.execute(delete(ChannelInstagram).where(ChannelInstagram.id == channel.id))
     await session.commit()
     if not reauthorization_required:
         try:

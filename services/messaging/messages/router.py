@@ -52,19 +52,22 @@ async def list_messages(
 async def _parse(request: Request) -> tuple[MessageCreate, list[messages.Upload]]:
     """JSON, or multipart/form-data with files under `attachments[]`."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        async with request.form() as form:  # closes the spooled upload files
+            fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+            files = [
+                f
+                for key in ("attachments[]", "attachments")
+                for f in form.getlist(key)
+                if not isinstance(f, str)
+            ]
+            uploads = [
+                messages.Upload(
+                    f.filename or "upload", f.content_type or "application/octet-stream", await f.read()
+                )
+                for f in files
+            ]
         if "content_attributes" in fields:
             fields["content_attributes"] = json.loads(fields["content_attributes"] or "{}")
-        files = [
-            f for key in ("attachments[]", "attachments") for f in form.getlist(key) if not isinstance(f, str)
-        ]
-        uploads = [
-            messages.Upload(
-                f.filename or "upload", f.content_type or "application/octet-stream", await f.read()
-            )
-            for f in files
-        ]
         return MessageCreate.model_validate(fields), uploads
     return MessageCreate.model_validate(await request.json()), []
 

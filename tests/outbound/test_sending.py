@@ -1,0 +1,178 @@
+"""Replies through the sandbox's Send API: exactly once, in order, within Meta's rules."""
+
+import asyncio
+
+from sqlalchemy import func, select
+
+from sandbox.client import JANE
+from services.messaging.worker import WorkerSettings
+from shared.models import ChannelInstagram, Message
+from tests.outbound.conftest import Chat
+from tests.support import run_worker
+
+
+async def test_reply_is_stored_in_progress_then_sent_once_and_the_echo_does_not_duplicate(chat: Chat) -> None:
+    reply = await chat.reply()
+    assert (reply["status"], reply["source_id"], reply["message_type"]) == ("progress", None, 1)
+    assert reply["sender"]["type"] == "user"
+
+    await chat.send_all()
+    sent = await chat.sandbox.sent()
+    assert [s["body"]["message"]["text"] for s in sent] == ["Yes, it ships today."]
+    assert sent[0]["body"]["recipient"] == {"id": JANE} and "tag" not in sent[0]["body"]
+    message = await chat.message(reply["id"])
+    assert (message.status, message.source_id) == ("sent", sent[0]["mid"])
+
+    await run_worker(WorkerSettings)  # the sandbox's echo of our send arrives
+    chat.db.expire_all()
+    outgoing = list(await chat.db.scalars(select(Message).where(Message.message_type == 1)))
+    assert [m.id for m in outgoing] == [reply["id"]]
+    await chat.send_all()  # a repeated job sends nothing again
+    assert len(await chat.sandbox.sent()) == 1
+
+
+async def test_private_notes_are_never_sent(chat: Chat) -> None:
+    note = await chat.reply("internal: VIP customer", private=True)
+    await chat.send_all()
+    assert note["private"] is True and note["status"] == "sent"
+    assert await chat.sandbox.sent() == []
+
+
+async def test_attachments_are_uploaded_and_sent(chat: Chat) -> None:
+    image = b"\x89PNG fake image"
+    files = {"attachments[]": ("photo.png", image, "image/png")}
+    answer = await chat.api.post(
+        chat.messages_url, data={"content": "See photo"}, files=files, headers=chat.headers
+    )
+    assert answer.status_code == 200, answer.text
+    attachment = answer.json()["attachments"][0]
+    assert (attachment["file_type"], attachment["extension"], attachment["file_size"]) == (
+        "image",
+        "png",
+        len(image),
+    )
+    assert "/media/" in attachment["data_url"]
+    await chat.send_all()
+    bodies = [s["body"]["message"] for s in await chat.sandbox.sent()]
+    assert bodies[0] == {"text": "See photo"}
+    assert (
+        bodies[1]["attachment"]["type"] == "image"
+        and bodies[1]["attachment"]["payload"]["url"] == attachment["data_url"]
+    )
+    assert (await chat.message(answer.json()["id"])).status == "sent"
+
+
+async def test_unsupported_attachments_and_long_text_are_refused_at_the_api(chat: Chat) -> None:
+    files = {"attachments[]": ("run.exe", b"MZ", "application/x-msdownload")}
+    refused = await chat.api.post(chat.messages_url, data={"content": "x"}, files=files, headers=chat.headers)
+    assert refused.status_code == 422 and "does not accept" in refused.json()["error"]
+    too_long = await chat.api.post(chat.messages_url, json={"content": "é" * 501}, headers=chat.headers)
+    assert too_long.status_code == 422 and "1002 bytes" in too_long.json()["error"]
+    empty = await chat.api.post(chat.messages_url, json={"content": ""}, headers=chat.headers)
+    assert empty.status_code == 422
+    assert (
+        await chat.api.post(chat.messages_url, json={"content": "a" * 1000}, headers=chat.headers)
+    ).status_code == 200
+
+
+async def test_outside_the_window_fails_clearly_unless_human_agent_applies(chat: Chat) -> None:
+    from shared import app_config
+
+    await chat.sandbox.last_message(JANE, seconds_ago=3 * 86400)
+    conversation_age = "UPDATE conversations SET last_incoming_at = now() - interval '3 days'"
+    from sqlalchemy import text
+
+    await chat.db.execute(text(conversation_age))
+    await chat.db.commit()
+    refused = await chat.reply("late answer")
+    await chat.send_all()
+    failed = await chat.message(refused["id"])
+    assert failed.status == "failed" and "messaging window" in failed.content_attributes["external_error"]
+    assert await chat.sandbox.sent() == []
+
+    await app_config.save_value(chat.db, key="ENABLE_INSTAGRAM_CHANNEL_HUMAN_AGENT", raw=True)
+    await chat.db.commit()
+    tagged = await chat.reply("human agent answer")
+    await chat.send_all()
+    assert (await chat.message(tagged["id"])).status == "sent"
+    body = (await chat.sandbox.sent())[0]["body"]
+    assert (body["tag"], body["messaging_type"]) == ("HUMAN_AGENT", "MESSAGE_TAG")
+
+    await chat.db.execute(text("UPDATE conversations SET last_incoming_at = now() - interval '8 days'"))
+    await chat.db.commit()
+    beyond = await chat.reply("too late even for an agent")
+    await chat.send_all()
+    assert (await chat.message(beyond["id"])).status == "failed"
+
+
+async def test_transient_errors_and_rate_limits_are_retried_until_sent(chat: Chat) -> None:
+    await chat.sandbox.fault("/messages$", times=1, status=500, body="<html>oops</html>")
+    await chat.sandbox.fault("/messages$", times=1, error={"code": 2, "message": "Temporary"})
+    await chat.sandbox.fault(
+        "/messages$", times=1, error={"code": 613, "subcode": 2534040, "message": "rate limit"}
+    )
+    reply = await chat.reply()
+    await chat.send_all()
+    message = await chat.message(reply["id"])
+    assert message.status == "sent" and message.content_attributes["send_failures"] == 3
+    assert len(await chat.sandbox.sent()) == 1
+
+
+async def test_permanent_errors_fail_with_metas_message(chat: Chat) -> None:
+    await chat.sandbox.fault(
+        "/messages$", error={"code": 100, "subcode": 2534015, "message": "Invalid message data"}
+    )
+    reply = await chat.reply()
+    await chat.send_all()
+    message = await chat.message(reply["id"])
+    assert (message.status, message.content_attributes["external_error"]) == (
+        "failed",
+        "Invalid message data",
+    )
+
+
+async def test_token_errors_fail_the_message_and_count_toward_reauthorization(chat: Chat) -> None:
+    await chat.sandbox.fault(
+        "/messages$", times=3, error={"code": 190, "subcode": 460, "message": "Password changed"}
+    )
+    replies = [await chat.reply(f"try {i}") for i in range(3)]
+    await chat.send_all()
+    for reply in replies:
+        message = await chat.message(reply["id"])
+        assert message.status == "failed" and "token" in message.content_attributes["external_error"]
+    channel = (await chat.db.scalars(select(ChannelInstagram))).one()
+    await chat.db.refresh(channel)
+    assert channel.reauthorization_required is True
+    after = await chat.reply("while flagged")
+    await chat.send_all()
+    assert "re-authorized" in (await chat.message(after["id"])).content_attributes["external_error"]
+    assert len(await chat.sandbox.requests("/messages")) == 3  # nothing more was sent with the dead token
+
+
+async def test_a_timeout_after_sending_is_never_resent_and_the_echo_confirms_it(chat: Chat) -> None:
+    await chat.sandbox.fault("/messages$", times=1, hang_seconds=4)  # longer than GRAPH_TIMEOUT_SECONDS (3 s)
+    reply = await chat.reply("did it go?")
+    await chat.send_all()
+    message = await chat.message(reply["id"])
+    assert message.status == "progress" and message.content_attributes["outcome_unknown"] is True
+    await asyncio.sleep(1.5)  # the sandbox finishes the hung request and sends its echo
+    await run_worker(WorkerSettings)
+    chat.db.expire_all()
+    message = await chat.message(reply["id"])
+    assert message.status == "sent" and message.source_id == (await chat.sandbox.sent())[0]["mid"]
+    assert len(await chat.sandbox.sent()) == 1
+    assert (
+        await chat.db.scalar(select(func.count()).select_from(Message).where(Message.message_type == 1)) == 1
+    )
+
+
+async def test_messages_of_a_conversation_go_out_in_order_with_concurrent_workers(chat: Chat) -> None:
+    replies = [await chat.reply(f"part {i}") for i in range(12)]
+    from services.messaging.worker import OutboundWorkerSettings
+    from tests.support import run_worker as burst
+
+    await asyncio.gather(*(burst(OutboundWorkerSettings) for _ in range(3)))
+    sent = [s["body"]["message"]["text"] for s in await chat.sandbox.sent()]
+    assert sent == [f"part {i}" for i in range(12)]
+    chat.db.expire_all()
+    assert {(await chat.message(r["id"])).status for r in replies} == {"sent"}
