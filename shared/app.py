@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, TypedDict
 
+import asyncpg
 import structlog
 from arq.connections import ArqRedis
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -128,6 +130,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             422, f"{where}: {first['message']}" if where else first["message"], details=details
         )
+
+    @app.exception_handler(DBAPIError)
+    async def data_error(_: Request, error: DBAPIError) -> JSONResponse:
+        """A value Postgres cannot take (a number beyond 64 bits, say) is the client's error, not ours."""
+        cause = error.orig.__cause__ if error.orig is not None else None
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+        if isinstance(cause, asyncpg.exceptions.DataError) or (sqlstate or "").startswith("22"):
+            return error_response(422, "a value in the request is out of range or malformed")
+        raise error
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -18,7 +18,7 @@ async def media(
     attachment_id: int, token: str, filename: str, session: SessionDep, settings: SettingsDep
 ) -> FileResponse:
     attachment = await session.get(Attachment, attachment_id)
-    valid = hmac.compare_digest(token, storage.media_token(settings, attachment_id))
+    valid = hmac.compare_digest(token.encode(), storage.media_token(settings, attachment_id).encode())
     if (
         attachment is None
         or not valid
