@@ -1,20 +1,22 @@
 """What several services do to an Instagram channel: subscribe its webhooks, count token errors.
 
 Re-authorization rule: REAUTH_ERROR_THRESHOLD token errors (Graph code 190, default 3) within
-REAUTH_ERROR_WINDOW_SECONDS (default 24 h), from any service, flag the channel
-`reauthorization_required`. A single error from the token refresh itself (Meta says the token
-is expired or revoked) flags it at once. While flagged, nobody calls Meta with the dead token;
-a successful Business Login clears the flag and the count.
+REAUTH_ERROR_WINDOW_SECONDS (default 24 h), from any service (profile lookups, sends,
+subscriptions), flag the channel `reauthorization_required` and emit
+`inbox.reauthorization_required`. The token refresh flags at once when Meta says the token is
+expired or revoked, and so does a token found expired. While flagged, nobody calls Meta with
+the dead token; a successful Business Login clears the flag and the count.
 """
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, func, true, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.events import Event, emit
 from shared.graph import GraphClient, GraphError
 from shared.logging import get_logger
-from shared.models import ChannelInstagram
+from shared.models import ChannelInstagram, Inbox
 from shared.settings import Settings
 
 log = get_logger("channels")
@@ -50,33 +52,37 @@ async def record_token_error(
 ) -> bool:
     """Count one token error against the channel; True when the channel is (now) flagged.
 
-    One atomic UPDATE, so concurrent workers count every error exactly once.
+    The channel row is locked, so concurrent workers count every error once, and the
+    `inbox.reauthorization_required` event is emitted exactly once, when the flag turns on.
     """
+    channel = await session.get(ChannelInstagram, channel_id, with_for_update=True, populate_existing=True)
+    if channel is None:
+        return False
     now = datetime.now(UTC)
-    window_start = now - timedelta(seconds=settings.REAUTH_ERROR_WINDOW_SECONDS)
-    in_window = ChannelInstagram.authorization_error_window_start >= window_start
-    count = case((in_window, ChannelInstagram.authorization_error_count + 1), else_=1)
-    flagged = (
-        true()
-        if immediate
-        else ChannelInstagram.reauthorization_required | (count >= settings.REAUTH_ERROR_THRESHOLD)
+    started = channel.authorization_error_window_start
+    in_window = started is not None and now - started <= timedelta(
+        seconds=settings.REAUTH_ERROR_WINDOW_SECONDS
     )
-    statement = (
-        update(ChannelInstagram)
-        .where(ChannelInstagram.id == channel_id)
-        .values(
-            authorization_error_count=count,
-            authorization_error_window_start=case(
-                (in_window, ChannelInstagram.authorization_error_window_start), else_=now
-            ),
-            reauthorization_required=flagged,
+    channel.authorization_error_count = channel.authorization_error_count + 1 if in_window else 1
+    channel.authorization_error_window_start = started if in_window else now
+    if channel.reauthorization_required:
+        return True
+    if immediate or channel.authorization_error_count >= settings.REAUTH_ERROR_THRESHOLD:
+        channel.reauthorization_required = True
+        inbox_id = await session.scalar(select(Inbox.id).where(Inbox.channel_id == channel.id))
+        emit(
+            session,
+            event=Event.INBOX_REAUTHORIZATION_REQUIRED,
+            account_id=channel.account_id,
+            inbox_id=inbox_id,
         )
-        .returning(ChannelInstagram.reauthorization_required)
-    )
-    result = (await session.execute(statement)).scalar_one_or_none()
-    if result:
-        log.warning("channel requires re-authorization", channel_id=channel_id)
-    return bool(result)
+        log.warning(
+            "channel requires re-authorization",
+            channel_id=channel.id,
+            errors=channel.authorization_error_count,
+        )
+        return True
+    return False
 
 
 async def clear_token_errors(session: AsyncSession, *, channel_id: int) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sandbox import cli as sandbox_cli
+from services.token_refresh import cli as tokens_cli
 from shared import app_config
 from shared.access import PLATFORM_APP_OWNER, USER_OWNER, issue_token
 from shared.db import create_engine, create_sessionmaker
@@ -33,6 +34,7 @@ app.add_typer(platform_app, name="platform-app")
 app.add_typer(super_admin, name="super-admin")
 app.add_typer(config, name="config")
 app.add_typer(sandbox_cli.app, name="sandbox")
+app.add_typer(tokens_cli.app, name="tokens")
 dead_letters = typer.Typer(
     help="Jobs that failed for good, parked for inspection and replay.", no_args_is_help=True
 )

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     APP_CONFIG_CACHE_SECONDS: float = 10.0
     RETRY_BASE_SECONDS: float = 2.0
     TOKEN_REFRESH_INTERVAL_MINUTES: int = 60
+    TOKEN_REFRESH_BATCH_SIZE: int = 500
+    TOKEN_REFRESH_CONCURRENCY: int = 50
+    TOKEN_REFRESH_METRICS_PORT: int | None = None  # serve Prometheus metrics of the sweep here
     REAUTH_ERROR_THRESHOLD: int = 3
     REAUTH_ERROR_WINDOW_SECONDS: int = 86_400
     # Meta's Send API limits per Instagram account (calls per second): text, and audio/video.

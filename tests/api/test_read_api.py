@@ -307,8 +307,12 @@ async def test_other_accounts_data_is_never_visible(
     ).status_code == 401
 
 
-async def test_ids_beyond_64_bits_are_a_client_error(messaging_client: httpx.AsyncClient, factory: Factory) -> None:
+async def test_ids_beyond_64_bits_are_a_client_error(
+    messaging_client: httpx.AsyncClient, factory: Factory
+) -> None:
     account = await factory.account()
     headers = await factory.headers(account)
-    answer = await messaging_client.get(f"/api/v1/accounts/{account.id}/conversations/{2**63}", headers=headers)
+    answer = await messaging_client.get(
+        f"/api/v1/accounts/{account.id}/conversations/{2**63}", headers=headers
+    )
     assert answer.status_code == 422 and "out of range" in answer.json()["error"]
