@@ -12,7 +12,7 @@ from services.messaging.webhooks.worker import EventsWorkerSettings
 from shared import events
 from shared.events import Event
 from shared.models import Account, Webhook, WebhookDelivery, WebhookEvent
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from tests.conftest import Factory
 from tests.events.conftest import Receiver
 from tests.support import run_worker
@@ -32,7 +32,7 @@ async def _webhook(
 
 async def _deliver_all(db: AsyncSession, redis: Any) -> None:
     async with AsyncSession(db.bind, expire_on_commit=False) as session:
-        await delivery.dispatch_pending(session, redis)
+        await delivery.dispatch_pending(session, redis, get_settings())
         await session.commit()
     await run_worker(EventsWorkerSettings)
 
@@ -93,7 +93,7 @@ async def test_only_subscribed_events_of_the_chosen_inbox_are_sent(
 
     await _deliver_all(db, redis)
 
-    assert [json.loads(r.body)["message_id"] for r in receiver.at("/one")] == [1]
+    assert [json.loads(r.body)["inbox"]["id"] for r in receiver.at("/one")] == [inbox.id]
 
 
 async def test_no_event_for_a_rolled_back_change(
@@ -158,7 +158,7 @@ async def test_a_webhook_failing_for_too_long_is_disabled(
     events.emit(db, event=Event.CONTACT_CREATED, account_id=account.id, contact_id=9)
     await db.commit()
     async with AsyncSession(db.bind, expire_on_commit=False) as session:
-        await delivery.dispatch_pending(session, redis)
+        await delivery.dispatch_pending(session, redis, get_settings())
         await session.commit()
     event_id = await db.scalar(select(WebhookEvent.id))
     quick_give_up = Settings(**{**settings.model_dump(), "WEBHOOK_DISABLE_AFTER_SECONDS": 0})
@@ -238,7 +238,7 @@ async def test_private_destinations_are_refused_unless_allowed(
     events.emit(db, event=Event.CONTACT_CREATED, account_id=account.id, contact_id=1)
     await db.commit()
     async with AsyncSession(db.bind, expire_on_commit=False) as session:
-        await delivery.dispatch_pending(session, redis)
+        await delivery.dispatch_pending(session, redis, get_settings())
         await session.commit()
     event_id = await db.scalar(select(WebhookEvent.id))
     async with httpx.AsyncClient() as http, AsyncSession(db.bind, expire_on_commit=False) as session:
@@ -252,3 +252,63 @@ async def test_private_destinations_are_refused_unless_allowed(
     logged = await db.scalar(select(WebhookDelivery.error).where(WebhookDelivery.webhook_id == hook["id"]))
     assert logged is not None and "private" in logged
     assert (await db.get(Webhook, hook["id"])) is not None
+
+
+async def test_a_real_dm_and_reply_produce_chatwoot_shaped_events(
+    messaging_client: httpx.AsyncClient,
+    factory: Factory,
+    db: AsyncSession,
+    redis: Any,
+    receiver: Receiver,
+    sandbox: Any,
+    webhooks_client: httpx.AsyncClient,
+) -> None:
+    from sandbox import events as meta
+    from services.messaging.worker import OutboundWorkerSettings, WorkerSettings
+    from tests.conftest import SANDBOX_APP_SECRET
+
+    account = await factory.account()
+    await factory.inbox(account, access_token=await sandbox.token())
+    headers = await factory.headers(account)
+    await _webhook(messaging_client, account, headers, f"{receiver.url}/all", [e.value for e in Event])
+    await sandbox.last_message("1190000000000001")
+    body = meta.encode(
+        meta.envelope(
+            meta.entry("17841400000000001", meta.text("1190000000000001", "17841400000000001", text="Hi!"))
+        )
+    )
+    signed = {"X-Hub-Signature-256": meta.sign(body, SANDBOX_APP_SECRET), "Content-Type": "application/json"}
+    assert (
+        await webhooks_client.post("/webhooks/instagram", content=body, headers=signed)
+    ).status_code == 200
+    await run_worker(WorkerSettings)
+    reply = await messaging_client.post(
+        f"/api/v1/accounts/{account.id}/conversations/1/messages", json={"content": "Hello!"}, headers=headers
+    )
+    assert reply.status_code == 200
+    await run_worker(OutboundWorkerSettings)
+    await _deliver_all(db, redis)
+
+    arrived = {}
+    for request in receiver.at("/all"):
+        arrived.setdefault(request.headers["x-inbox-event"], []).append(json.loads(request.body))
+    assert set(arrived) >= {
+        "contact_created",
+        "contact_updated",
+        "conversation_created",
+        "message_created",
+        "message_updated",
+    }
+    incoming = next(m for m in arrived["message_created"] if m["message_type"] == 0)
+    assert incoming["content"] == "Hi!" and incoming["sender"]["type"] == "contact"
+    assert (
+        incoming["conversation"]["id"] == 1
+        and incoming["conversation"]["meta"]["sender"]["name"] == "Jane Doe"
+    )
+    assert (
+        arrived["conversation_created"][0]["id"] == 1
+        and arrived["conversation_created"][0]["can_reply"] is True
+    )
+    sent = next(m for m in arrived["message_updated"] if m["id"] == reply.json()["id"])
+    assert sent["status"] == "sent" and sent["changed_attributes"] == {"status": ["progress", "sent"]}
+    assert len(arrived["message_created"]) == 2  # the customer's message and our reply, once each

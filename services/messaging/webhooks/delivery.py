@@ -36,7 +36,7 @@ def _matches(webhook: Webhook, event: WebhookEvent) -> bool:
     return event.event in webhook.subscriptions and webhook.inbox_id in (None, event.inbox_id)
 
 
-async def dispatch_pending(session: AsyncSession, redis: ArqRedis) -> int:
+async def dispatch_pending(session: AsyncSession, redis: ArqRedis, settings: Settings) -> int:
     """Hand undispatched events to delivery jobs. Returns how many events were dispatched."""
     events = list(
         await session.scalars(
@@ -59,7 +59,7 @@ async def dispatch_pending(session: AsyncSession, redis: ArqRedis) -> int:
     for event in events:
         targets = [hook for hook in hooks if hook.account_id == event.account_id and _matches(hook, event)]
         if targets:
-            event.payload = {**event.payload, "body": await rendering.render(session, event)}
+            event.payload = {**event.payload, "body": await rendering.render(session, settings, event)}
         for hook in targets:
             await enqueue(
                 redis, DELIVER_EVENT, key=f"{event.id}:{hook.id}", event_id=event.id, webhook_id=hook.id

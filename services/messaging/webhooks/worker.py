@@ -37,7 +37,7 @@ async def dispatch_forever(ctx: JobContext) -> None:
     while True:
         try:
             async with ctx["sessionmaker"]() as session:
-                dispatched = await delivery.dispatch_pending(session, ctx["redis"])
+                dispatched = await delivery.dispatch_pending(session, ctx["redis"], ctx["settings"])
                 await session.commit()
         except Exception:  # keep dispatching after Postgres or Redis come back
             log.exception("dispatching webhook events failed")
