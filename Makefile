@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 run: install
 	@$(BIN)/python -m tools.devstack ensure >/dev/null
-	@set -a; source .run/env; set +a; \
+	@set -a; source .run/env; set +a; export PATH="$(CURDIR)/$(BIN):$$PATH"; \
 	export FRONTEND_URL=$${FRONTEND_URL:-http://localhost:8001} SECRET_KEY=$${SECRET_KEY:-dev-insecure-secret-key-change-me} \
 	       APP_ENV=$${APP_ENV:-development} PUBLIC_MEDIA_URL=$${PUBLIC_MEDIA_URL:-http://localhost:8003}; \
 	if [ -z "$$INSTAGRAM_APP_ID" ] && ! grep -qs '^INSTAGRAM_APP_ID=.' .env; then \
