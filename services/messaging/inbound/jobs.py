@@ -9,6 +9,7 @@ from services.messaging.inbound import enrichment, messages
 from shared import worker
 from shared.queue import DOWNLOAD_ATTACHMENT, ENRICH_CONTACT, PROCESS_EVENT, enqueue
 from shared.schemas.events import InboundEvent
+from shared.settings import get_settings
 from shared.worker import JobContext
 
 MAX_TRIES = 12
@@ -65,7 +66,22 @@ async def download_attachment(ctx: JobContext, attachment_id: int) -> None:
 
 
 FUNCTIONS = [
-    func(process_event, name=PROCESS_EVENT.name, max_tries=MAX_TRIES + ECHO_PATIENCE_TRIES, timeout=60),
-    func(enrich_contact, name=ENRICH_CONTACT.name, max_tries=MAX_TRIES, timeout=60),
-    func(download_attachment, name=DOWNLOAD_ATTACHMENT.name, max_tries=MAX_TRIES, timeout=120),
+    func(
+        process_event,
+        name=PROCESS_EVENT.name,
+        max_tries=MAX_TRIES + ECHO_PATIENCE_TRIES,
+        timeout=get_settings().JOB_TIMEOUT_SECONDS,
+    ),
+    func(
+        enrich_contact,
+        name=ENRICH_CONTACT.name,
+        max_tries=MAX_TRIES,
+        timeout=get_settings().JOB_TIMEOUT_SECONDS,
+    ),
+    func(
+        download_attachment,
+        name=DOWNLOAD_ATTACHMENT.name,
+        max_tries=MAX_TRIES,
+        timeout=2 * get_settings().JOB_TIMEOUT_SECONDS,
+    ),
 ]

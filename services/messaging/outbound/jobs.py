@@ -8,6 +8,7 @@ from shared import worker
 from shared.graph import GraphTransientError
 from shared.models import Message
 from shared.queue import SEND_MESSAGE
+from shared.settings import get_settings
 from shared.worker import JobContext
 
 MAX_TRIES = 12
@@ -47,4 +48,11 @@ async def send_message(ctx: JobContext, message_id: int) -> None:
     )
 
 
-FUNCTIONS = [func(send_message, name=SEND_MESSAGE.name, max_tries=MAX_JOB_TRIES, timeout=60)]
+FUNCTIONS = [
+    func(
+        send_message,
+        name=SEND_MESSAGE.name,
+        max_tries=MAX_JOB_TRIES,
+        timeout=get_settings().JOB_TIMEOUT_SECONDS,
+    )
+]

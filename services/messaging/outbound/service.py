@@ -87,6 +87,17 @@ def fail(session: AsyncSession, message: Message, reason: str) -> None:
     _finish(session, message, status=MessageStatus.FAILED, error=reason)
 
 
+def _set(message: Message, **attributes: Any) -> None:
+    """Update content_attributes (None removes a key)."""
+    merged = {**message.content_attributes, **attributes}
+    message.content_attributes = {k: v for k, v in merged.items() if v is not None}
+
+
+def _await_echo(message: Message, reason: str) -> None:
+    """The send may have happened: never resend; Meta's echo will confirm it (inbound adopts it)."""
+    _set(message, outcome_unknown=True, external_error=f"{reason}; awaiting Instagram's echo")
+
+
 def _window_tag(out: Outbound, app: InstagramApp, now: datetime) -> dict[str, str] | None:
     """{} inside 24 h; the HUMAN_AGENT tag up to 7 days when enabled; None when Instagram would refuse."""
     since = out.conversation.last_incoming_at
@@ -158,6 +169,10 @@ async def send(
         or message.content_attributes.get("outcome_unknown")
     ):
         return
+    interrupted = message.content_attributes.get("sending_part")
+    if interrupted and interrupted not in message.content_attributes.get("sent_parts", {}):
+        _await_echo(message, "a send was interrupted before Instagram answered")
+        return
     if await _earlier_in_flight(session, message):
         raise Deferred(ORDER_RECHECK_SECONDS)
     if out.channel.reauthorization_required:
@@ -190,25 +205,24 @@ async def send(
         request = {"recipient": {"id": out.recipient}, "message": body, **context}
         if reply_to:
             request["reply_to"] = {"mid": reply_to}
+        _set(message, sending_part=name)
+        await session.commit()  # from here a crash must not lead to a resend: the echo will tell
         try:
             answer = await graph.send_message(out.channel.access_token, request)
         except GraphOutcomeUnknown as error:
-            message.content_attributes = {
-                **message.content_attributes,
-                "outcome_unknown": True,
-                "external_error": f"Instagram did not confirm the send ({error.message}); awaiting its echo",
-            }
+            _await_echo(message, f"Instagram did not confirm the send ({error.message})")
             return
-        except GraphTokenError as error:
-            await channels.record_token_error(session, settings, channel_id=out.channel.id)
-            fail(session, message, f"Instagram refused the inbox's token: {error.message}")
-            return
-        except GraphTransientError:
-            raise
         except GraphError as error:
-            fail(session, message, error.message)
+            _set(message, sending_part=None)
+            if isinstance(error, GraphTransientError):
+                raise
+            if isinstance(error, GraphTokenError):
+                await channels.record_token_error(session, settings, channel_id=out.channel.id)
+                fail(session, message, f"Instagram refused the inbox's token: {error.message}")
+            else:
+                fail(session, message, error.message)
             return
         sent[name] = str(answer.get("message_id"))
-        message.content_attributes = {**message.content_attributes, "sent_parts": sent}
+        _set(message, sent_parts=dict(sent), sending_part=None)
         message.source_id = message.source_id or sent[name]
     _finish(session, message, status=MessageStatus.SENT)
