@@ -82,6 +82,10 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         )
         return response
 
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
     app.include_router(admin.router)
     app.include_router(oauth.router)
     app.include_router(graph.router)

@@ -12,12 +12,18 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from alembic import command as alembic
+
+from shared.cli import alembic_config
+from tools.procfile import read_procfile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,5 +234,84 @@ class Service:
             self.process = None
 
 
-def python_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", *args]
+SANDBOX_APP_ID = "990000000000001"
+SANDBOX_APP_SECRET = "sandbox-app-secret"
+
+
+@dataclass
+class Stack:
+    directory: Path
+    postgres: PrivatePostgres
+    redis: PrivateRedis
+    ports: dict[str, int]
+    env: dict[str, str]
+    services: dict[str, Service] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def start(
+        self, name: str, *, copy: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> Service:
+        """Start a Procfile process (a second copy of a worker under another name with `copy`)."""
+        command = read_procfile()[copy or name]
+        health = f"{self.url(name)}/health" if name in self.ports else None
+        service = Service(
+            name=name,
+            command=["bash", "-c", f"exec {command}"],
+            env={**self.env, **(extra_env or {})},
+            log=self.directory / f"{name}.log",
+            health_url=health,
+        )
+        service.start()
+        self.services[name] = service
+        return service
+
+    def stop(self, name: str) -> None:
+        self.services.pop(name).stop()
+
+
+@contextmanager
+def running_stack(*, webhooks_workers: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Private Postgres and Redis, migrated; start the processes you need with `stack.start(name)`."""
+    directory = Path(tempfile.mkdtemp(prefix="inbox-bench-"))
+    directory.chmod(0o755)
+    postgres, redis = PrivatePostgres(directory / "postgres"), PrivateRedis(directory / "redis")
+    postgres.start()
+    postgres.create_database()
+    redis.start()
+    ports = {name: free_port() for name in ("auth", "webhooks", "messaging", "sandbox")}
+    sandbox = f"http://127.0.0.1:{ports['sandbox']}"
+    env = {
+        **os.environ,
+        "APP_ENV": "development",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": postgres.url,
+        "REDIS_URL": redis.url,
+        "AUTH_PORT": str(ports["auth"]),
+        "WEBHOOKS_PORT": str(ports["webhooks"]),
+        "MESSAGING_PORT": str(ports["messaging"]),
+        "SANDBOX_PORT": str(ports["sandbox"]),
+        "WEBHOOKS_WORKERS": str(webhooks_workers),
+        "INSTAGRAM_APP_ID": SANDBOX_APP_ID,
+        "INSTAGRAM_APP_SECRET": SANDBOX_APP_SECRET,
+        "INSTAGRAM_VERIFY_TOKEN": "bench-verify-token",
+        "INSTAGRAM_WWW_BASE_URL": sandbox,
+        "INSTAGRAM_API_BASE_URL": sandbox,
+        "INSTAGRAM_GRAPH_BASE_URL": sandbox,
+        "SANDBOX_APP_ID": SANDBOX_APP_ID,
+        "SANDBOX_APP_SECRET": SANDBOX_APP_SECRET,
+        "SANDBOX_WEBHOOK_URL": f"http://127.0.0.1:{ports['webhooks']}/webhooks/instagram",
+        "STORAGE_DIR": str(directory / "storage"),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        **(extra_env or {}),
+    }
+    alembic.upgrade(alembic_config(postgres.url), "heads")
+    stack = Stack(directory, postgres, redis, ports, env)
+    try:
+        yield stack
+    finally:
+        for name in list(stack.services):
+            stack.stop(name)
+        redis.stop()
+        postgres.stop()
