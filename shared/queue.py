@@ -5,6 +5,9 @@ from enum import StrEnum
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
 from shared.settings import Settings
 
@@ -65,11 +68,17 @@ async def enqueue(
 
 
 def redis_settings_from(settings: Settings) -> RedisSettings:
-    return RedisSettings.from_dsn(settings.REDIS_URL)
+    """Workers ride out a Redis restart: commands retry with backoff for about half a minute."""
+    redis_settings = RedisSettings.from_dsn(settings.REDIS_URL)
+    redis_settings.retry_on_timeout = True
+    redis_settings.retry_on_error = [ConnectionError, TimeoutError]
+    redis_settings.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=25)
+    redis_settings.conn_retries = 30
+    return redis_settings
 
 
 async def create_redis(settings: Settings) -> ArqRedis:
-    redis_settings = redis_settings_from(settings)
+    redis_settings = RedisSettings.from_dsn(settings.REDIS_URL)
     redis_settings.conn_timeout = 2
     redis_settings.conn_retries = 0
     return await create_pool(redis_settings)

@@ -30,7 +30,8 @@ log = get_logger("worker")
 POLL_DELAY_SECONDS = 0.02
 MAX_JOBS = 100
 MAX_BACKOFF_SECONDS = 3600.0
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+# serialization failure, deadlock; connection exceptions (08...), shutdowns (57P0x), out of resources (53...)
+RETRYABLE_SQLSTATE_PREFIXES = ("40001", "40P01", "08", "57P0", "53")
 
 
 async def startup(ctx: JobContext) -> None:
@@ -78,10 +79,13 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, GraphTransientError | RedisError | OSError | TimeoutError):
         return True
     if isinstance(error, DBAPIError):
-        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig.__cause__, "sqlstate", None)
-        retryable = sqlstate in RETRYABLE_SQLSTATES
+        cause = error.orig.__cause__ if error.orig is not None else None
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(cause, "sqlstate", None) or ""
         return (
-            retryable or error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+            sqlstate.startswith(RETRYABLE_SQLSTATE_PREFIXES)
+            or isinstance(cause, OSError)
+            or error.connection_invalidated
+            or isinstance(error, OperationalError | InterfaceError)
         )
     return False
 
