@@ -1,45 +1,35 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both install what they need.
+# Postgres and Redis: tools/devstack.py (the ones in DATABASE_URL / REDIS_URL, else the local
+# ones, else throwaway servers under .run/); processes: the Procfile.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ENSURE = @$(BIN)/python -m tools.devstack ensure >/dev/null
+WITH_ENV = set -a; . .run/env; set +a;
 
 .PHONY: install run test lint migrate bench clean
 
 install: $(STAMP)
 
+# Re-installs only when pyproject.toml changes. A venv without pip (python3-venv missing) is redone.
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "Python 3.11+ is required as '$(PYTHON)' (try: make PYTHON=python3.11 ...)"; exit 1; }
+	@test -x $(BIN)/pip || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV) >/dev/null 2>&1; } || \
+	  { rm -rf $(VENV); echo "'$(PYTHON) -m venv' failed: install the venv module first, e.g." \
+	    "sudo apt-get install python3-venv (or python3.X-venv for your version)"; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
 run: install
-	@$(BIN)/python -m tools.devstack ensure >/dev/null
-	@set -a; source .run/env; set +a; export PATH="$(CURDIR)/$(BIN):$$PATH"; \
-	export FRONTEND_URL=$${FRONTEND_URL:-http://localhost:8001} SECRET_KEY=$${SECRET_KEY:-dev-insecure-secret-key-change-me} \
-	       APP_ENV=$${APP_ENV:-development} PUBLIC_MEDIA_URL=$${PUBLIC_MEDIA_URL:-http://localhost:8003}; \
-	if [ -z "$$INSTAGRAM_APP_ID" ] && ! grep -qs '^INSTAGRAM_APP_ID=.' .env; then \
-	  echo "No Instagram app configured: starting the Meta sandbox on :8010."; \
-	  export INSTAGRAM_APP_ID=990000000000001 INSTAGRAM_APP_SECRET=sandbox-app-secret \
-	         INSTAGRAM_VERIFY_TOKEN=sandbox-verify-token \
-	         INSTAGRAM_WWW_BASE_URL=http://127.0.0.1:8010 INSTAGRAM_API_BASE_URL=http://127.0.0.1:8010 \
-	         INSTAGRAM_GRAPH_BASE_URL=http://127.0.0.1:8010 \
-	         SANDBOX_APP_ID=990000000000001 SANDBOX_APP_SECRET=sandbox-app-secret \
-	         SANDBOX_WEBHOOK_URL=http://127.0.0.1:8002/webhooks/instagram; \
-	  processes=""; cat tools/walkthrough.txt; \
-	else \
-	  processes=$$(grep -v '^sandbox:' Procfile | cut -d: -f1 | paste -sd, -); \
-	fi; \
-	$(BIN)/inboxctl migrate && \
-	echo "auth :8001  webhooks :8002  messaging API :8003  (Ctrl-C stops everything)" && \
-	exec $(BIN)/honcho start -f Procfile $${processes:+$$(echo $$processes | tr , ' ')}
+	@$(BIN)/python -m tools.devstack run
 
 test: install
-	@$(BIN)/python -m tools.devstack ensure >/dev/null
-	@set -a; source .run/env; set +a; $(BIN)/pytest $(ARGS)
+	$(ENSURE)
+	@$(WITH_ENV) $(BIN)/pytest $(ARGS) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -47,12 +37,12 @@ lint: install
 	$(BIN)/mypy shared services sandbox
 
 migrate: install
-	@$(BIN)/python -m tools.devstack ensure >/dev/null
-	@set -a; source .run/env; set +a; $(BIN)/inboxctl migrate
+	$(ENSURE)
+	@$(WITH_ENV) $(BIN)/inboxctl migrate
 
 bench: install
 	@$(BIN)/python -m bench.run
 
 clean:
-	@test -x $(BIN)/python && $(BIN)/python -m tools.devstack stop || true
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tools.devstack stop; fi
 	rm -rf .run

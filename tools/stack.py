@@ -1,20 +1,15 @@
 """The real system as separate processes, on private Postgres and Redis servers we can break.
 
 Benchmarks measure these processes from outside; fault tests kill and restart them, and the
-servers, while signed webhooks are in flight. Postgres refuses to run as root, so its commands
-run as the `postgres` user when we are root.
+servers (tools/servers.py), while signed webhooks are in flight.
 """
 
-import glob
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,170 +19,9 @@ from alembic import command as alembic
 
 from shared.cli import alembic_config
 from tools.procfile import read_procfile
+from tools.servers import PrivatePostgres, PrivateRedis, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _find(name: str) -> str | None:
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
-    return shutil.which(name) or next(iter(candidates), None)
-
-
-def require(name: str, *, package: str) -> str:
-    """The path of a server binary, installing its Debian package when missing and we are root."""
-    found = _find(name)
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"installing Debian package {package} (for {name})", flush=True)
-        for step in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", package]):
-            subprocess.run(step, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        found = _find(name)
-    if found is None:
-        raise RuntimeError(
-            f"{name} not found. Install it (Debian: apt-get install {package}) or point the "
-            "environment at a running server."
-        )
-    return found
-
-
-def _pg_bin(name: str) -> str:
-    return require(name, package="postgresql")
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not ready within {timeout} s")
-        time.sleep(0.05)
-
-
-@dataclass
-class PrivatePostgres:
-    directory: Path
-    port: int = field(default_factory=free_port)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/inbox"
-
-    def _run(self, *command: str) -> None:
-        subprocess.run(_as_postgres(list(command)), check=True, capture_output=True)
-
-    def running(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    def start(self) -> None:
-        if self.running():
-            return
-        data = self.directory / "data"
-        if not data.exists():
-            self.directory.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                shutil.chown(self.directory, "postgres", "postgres")
-            self._run(_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self._run(
-            _pg_bin("pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(self.directory / "log"),
-            "-o",
-            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        )
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-w", "-m", mode, "stop")
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def create_database(self, name: str = "inbox") -> None:
-        """Create the database unless it exists."""
-        psql = [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAc"]
-        exists = subprocess.run(
-            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"], capture_output=True
-        )
-        if exists.stdout.strip() != b"1":
-            self._run(_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
-
-
-@dataclass
-class PrivateRedis:
-    """Redis with the append-only persistence docker-compose.yml configures, run as a daemon."""
-
-    directory: Path
-    port: int = field(default_factory=free_port)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        if self.running():
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                require("redis-server", package="redis-server"),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--daemonize",
-                "yes",
-                "--pidfile",
-                str(self.directory / "redis.pid"),
-                "--logfile",
-                str(self.directory / "redis.log"),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        wait_for(self.running, "redis")
-
-    def running(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.running():
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-                sock.sendall(b"SHUTDOWN\r\n")
-                sock.recv(16)
-        wait_for(lambda: not self.running(), "redis shutdown")
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 @dataclass
