@@ -181,7 +181,10 @@ def stop() -> None:
     for directory in sorted(RUN.iterdir()):
         if (directory / "data" / "postmaster.pid").exists():
             say(f"stopping the throwaway Postgres in .run/{directory.name}")
-            PrivatePostgres(directory, port=THROWAWAY_POSTGRES_PORT).stop()
+            try:
+                PrivatePostgres(directory, port=THROWAWAY_POSTGRES_PORT).stop()
+            except RuntimeError as error:  # already gone (a stale pid file): nothing to stop
+                say(f"  {error}".splitlines()[0])
         if directory.is_symlink() and directory.resolve().parent.name.startswith("instagram-inbox-"):
             shutil.rmtree(directory.resolve().parent, ignore_errors=True)
     redis = PrivateRedis(RUN / "redis", port=THROWAWAY_REDIS_PORT)
