@@ -50,8 +50,10 @@ def create_redis_client(settings: Settings) -> ArqRedis:
 
 
 @asynccontextmanager
-async def open_state(settings: Settings) -> AsyncIterator[State]:
-    engine = create_engine(settings)
+async def open_state(
+    settings: Settings, *, pool_size: int = 10, pool_timeout: float = 5
+) -> AsyncIterator[State]:
+    engine = create_engine(settings, pool_size=pool_size, pool_timeout=pool_timeout)
     sessionmaker = create_sessionmaker(engine)
     redis = create_redis_client(settings)
     app_config = AppConfigCache(sessionmaker, settings)

@@ -7,13 +7,13 @@ from shared.settings import Settings
 SessionMaker = async_sessionmaker[AsyncSession]
 
 
-def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(settings: Settings, *, pool_size: int = 10, pool_timeout: float = 5) -> AsyncEngine:
     return create_async_engine(
         settings.DATABASE_URL,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size // 2,
         pool_pre_ping=True,
-        pool_timeout=5,
+        pool_timeout=pool_timeout,
         connect_args={"timeout": 5, "server_settings": {"application_name": "instagram-inbox"}},
     )
 

@@ -13,6 +13,7 @@ import structlog
 from arq import Retry
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.app import open_state
@@ -38,7 +39,8 @@ async def startup(ctx: JobContext) -> None:
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL)
     stack = AsyncExitStack()
-    state = await stack.enter_async_context(open_state(settings))
+    # Up to MAX_JOBS jobs run at once: a larger pool, and patience when it is exhausted.
+    state = await stack.enter_async_context(open_state(settings, pool_size=20, pool_timeout=30))
     ctx.update(state)
     ctx["exit_stack"] = stack
     log.info("worker started")
@@ -76,7 +78,7 @@ async def park(
 
 def is_transient(error: BaseException) -> bool:
     """Worth retrying: Meta busy or unreachable, Postgres or Redis restarting, network trouble."""
-    if isinstance(error, GraphTransientError | RedisError | OSError | TimeoutError):
+    if isinstance(error, GraphTransientError | RedisError | OSError | TimeoutError | PoolTimeout):
         return True
     if isinstance(error, DBAPIError):
         cause = error.orig.__cause__ if error.orig is not None else None
