@@ -3,7 +3,7 @@ with the server it measures.
 
     python -m bench.load URL BODIES.jsonl --rate 500 --duration 10
 
-Each line of BODIES.jsonl is `{"body": "<raw JSON text>", "headers": {...}}`; requests are
+Each line of BODIES.jsonl is `{"body": "<raw text>", "headers": {...}}` (empty for GET); requests are
 sent at a fixed rate whatever the server's speed (so queueing shows up as latency), and the
 result is printed as one JSON object: counts by status and latency percentiles in ms.
 """
@@ -26,7 +26,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def run(
-    url: str, requests: list[tuple[bytes, dict[str, str]]], rate: float, duration: float
+    url: str, requests: list[tuple[bytes, dict[str, str]]], rate: float, duration: float, method: str = "POST"
 ) -> dict[str, object]:
     total = int(rate * duration)
     latencies: list[float] = []
@@ -37,7 +37,7 @@ async def run(
         async def one(body: bytes, headers: dict[str, str]) -> None:
             started = time.perf_counter()
             try:
-                response = await client.post(url, content=body, headers=headers)
+                response = await client.request(method, url, content=body or None, headers=headers)
                 key = str(response.status_code)
             except httpx.HTTPError as error:
                 key = type(error).__name__
@@ -72,12 +72,13 @@ def main() -> None:
     parser.add_argument("bodies", type=Path)
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--method", default="POST")
     args = parser.parse_args()
     requests = []
     for line in args.bodies.read_text().splitlines():
         item = json.loads(line)
         requests.append((item["body"].encode(), item.get("headers", {})))
-    result = asyncio.run(run(args.url, requests, args.rate, args.duration))
+    result = asyncio.run(run(args.url, requests, args.rate, args.duration, args.method))
     json.dump(result, sys.stdout)
 
 

@@ -5,6 +5,8 @@ from enum import StrEnum
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
@@ -65,6 +67,37 @@ async def enqueue(
         job.name, _job_id=job_id(job, key), _queue_name=job.queue.value, _defer_by=defer_by, **kwargs
     )
     return created is not None
+
+
+# Enqueue several jobs in one round trip, exactly as arq's enqueue_job would (same keys, same
+# serialized job, same expiry): skip a job whose id is queued, running or has a kept result.
+ENQUEUE_MANY = """
+local created = {}
+for i = 3, #ARGV, 3 do
+  local queue, id, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('EXISTS', 'arq:job:' .. id, 'arq:result:' .. id) == 0 then
+    redis.call('PSETEX', 'arq:job:' .. id, ARGV[2], payload)
+    redis.call('ZADD', queue, ARGV[1], id)
+    created[#created + 1] = 1
+  else
+    created[#created + 1] = 0
+  end
+end
+return created
+"""
+
+
+async def enqueue_many(redis: ArqRedis, jobs: list[tuple[Job, str, dict[str, Any]]]) -> list[bool]:
+    """Like `enqueue` for each (job, key, kwargs), atomically and in one round trip."""
+    if not jobs:
+        return []
+    now_ms = timestamp_ms()
+    argv: list[Any] = [now_ms, redis.expires_extra_ms]
+    for job, key, kwargs in jobs:
+        payload = serialize_job(job.name, (), kwargs, None, now_ms, serializer=redis.job_serializer)
+        argv += [job.queue.value, job_id(job, key), payload]
+    created = await redis.eval(ENQUEUE_MANY, 0, *argv)  # type: ignore[misc]
+    return [bool(flag) for flag in created]
 
 
 def redis_settings_from(settings: Settings) -> RedisSettings:

@@ -5,7 +5,6 @@ from memory (refreshed in the background), and every event goes to the inbound q
 deterministic job id, so a redelivery enqueues nothing new. 200 means every event is queued.
 """
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -18,7 +17,7 @@ from redis.exceptions import RedisError
 from services.webhooks import metrics
 from shared.app import QueueDep
 from shared.logging import get_logger
-from shared.queue import PROCESS_EVENT, enqueue
+from shared.queue import PROCESS_EVENT, enqueue_many
 from shared.schemas.events import InvalidPayload, split_delivery
 
 router = APIRouter(tags=["webhooks"])
@@ -88,8 +87,8 @@ async def receive(request: Request, queue: QueueDep) -> Response:
             400, "invalid_payload", str(error) if isinstance(error, InvalidPayload) else "body is not JSON"
         )
     try:
-        created = await asyncio.gather(
-            *(enqueue(queue, PROCESS_EVENT, key=e.key, event=e.model_dump(mode="json")) for e in events)
+        created = await enqueue_many(
+            queue, [(PROCESS_EVENT, e.key, {"event": e.model_dump(mode="json")}) for e in events]
         )
     except (RedisError, OSError) as error:
         log.warning("queue unavailable; Meta will redeliver", error=f"{type(error).__name__}: {error}")
