@@ -213,6 +213,12 @@ async def sent(request: Request, business: str | None = None) -> list[dict[str, 
     return [asdict(s) for s in _world(request).sent if business in (None, s.business)]
 
 
+@router.delete("/sent")
+async def clear_sent(request: Request) -> dict[str, bool]:
+    _world(request).sent.clear()
+    return {"success": True}
+
+
 class WebhookEvent(BaseModel):
     kind: str = "text"
     customer: str = "1190000000000001"

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     PUBLIC_MEDIA_URL: str = "http://localhost:8003"
     APP_CONFIG_CACHE_SECONDS: float = 10.0
     RETRY_BASE_SECONDS: float = 2.0
+    PROFILE_RETRY_SECONDS: int = 300  # an unreadable profile is tried again at most this often
     # A job running longer is cancelled; a job of a killed worker runs again this + 10 s later.
     JOB_TIMEOUT_SECONDS: int = 60
     TOKEN_REFRESH_INTERVAL_MINUTES: int = 60

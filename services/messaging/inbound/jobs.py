@@ -1,5 +1,6 @@
 """Inbound jobs (queue `inbound`): webhook events, contact profiles, attachment downloads."""
 
+import time
 from typing import Any
 
 from arq import Retry, func
@@ -19,23 +20,24 @@ ECHO_PATIENCE_TRIES = 4  # an echo racing our own send waits this many tries for
 async def process_event(ctx: JobContext, event: dict[str, Any]) -> None:
     key = str(event.get("key"))
 
-    async def work(session: AsyncSession) -> tuple[InboundEvent, messages.Followups]:
+    async def work(session: AsyncSession) -> messages.Followups:
         parsed = InboundEvent.model_validate(event)  # inside run_job: a malformed event is parked
         patient = ctx["job_try"] <= ECHO_PATIENCE_TRIES
         try:
-            return parsed, await messages.Handler(session, parsed, echo_patience=patient).run()
+            return await messages.Handler(session, parsed, echo_patience=patient).run()
         except messages.EchoMayBeOurs as racing:  # give our own send time to record Meta's id
             raise Retry(defer=0.5 * ctx["job_try"]) from racing
 
-    done = await worker.run_job(
+    followups = await worker.run_job(
         ctx, job=PROCESS_EVENT, key=key, kwargs={"event": event}, max_tries=MAX_TRIES, work=work
     )
-    if done is None:
+    if followups is None:
         return
-    parsed, followups = done
     redis = ctx["redis"]
-    if followups.enrich_contact_inbox is not None:  # retried with each message until the profile is read
-        key = f"{followups.enrich_contact_inbox}:{parsed.key}"
+    if followups.enrich_contact_inbox is not None:
+        # Tried again with the contact's messages until the profile is read, at most once a period.
+        every = ctx["settings"].PROFILE_RETRY_SECONDS
+        key = f"{followups.enrich_contact_inbox}:{int(time.time() // every) if every else key}"
         await enqueue(redis, ENRICH_CONTACT, key=key, contact_inbox_id=followups.enrich_contact_inbox)
     for attachment_id in followups.downloads:
         await enqueue(redis, DOWNLOAD_ATTACHMENT, key=str(attachment_id), attachment_id=attachment_id)
