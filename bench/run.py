@@ -460,7 +460,7 @@ async def _outgoing(
                 )
                 rows = await connection.fetch(
                     "INSERT INTO messages (account_id, inbox_id, conversation_id, message_type, content, status, sender_type) "
-                    "SELECT $1, $2, $3, 1, 'benchmark reply ' || $3 || '-' || g, 'progress', 'User' FROM generate_series(1, $4) g RETURNING id",
+                    "SELECT $1, $2, $3, 1, 'benchmark reply ' || $3::text || '-' || g, 'progress', 'User' FROM generate_series(1, $4) g RETURNING id",
                     account_id,
                     inbox,
                     conversation,
