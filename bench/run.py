@@ -409,7 +409,7 @@ async def _outgoing(
     ids: list[int] = []
     async with httpx.AsyncClient(base_url=sandbox, timeout=30) as client:
         for n in range(accounts):
-            ig_id = f"178415{n:011d}"
+            ig_id = f"17841{5 + int(accounts > 1)}{n:011d}"  # each series gets its own businesses
             await client.post(
                 "/_sandbox/businesses",
                 json={"ig_id": ig_id, "asid": 27001234567890123 + n, "username": f"shop{n}"},
@@ -431,7 +431,7 @@ async def _outgoing(
                 channel,
             )
             for c in range(conversations):
-                igsid = f"118{n:05d}{c:07d}"
+                igsid = f"11{8 + int(accounts > 1)}{n:05d}{c:07d}"
                 await client.post(
                     "/_sandbox/customers", json={"igsid": igsid, "username": f"customer{n}_{c}"}
                 )
@@ -460,11 +460,12 @@ async def _outgoing(
                 )
                 rows = await connection.fetch(
                     "INSERT INTO messages (account_id, inbox_id, conversation_id, message_type, content, status, sender_type) "
-                    "SELECT $1, $2, $3, 1, 'benchmark reply ' || $3::text || '-' || g, 'progress', 'User' FROM generate_series(1, $4) g RETURNING id",
+                    "SELECT $1, $2, $3, 1, 'benchmark reply ' || $5 || '-' || g, 'progress', 'User' FROM generate_series(1, $4) g RETURNING id",
                     account_id,
                     inbox,
                     conversation,
                     each,
+                    str(conversation),
                 )
                 ids += [r["id"] for r in rows]
     await connection.close()
