@@ -41,6 +41,8 @@ migrate: install
 	@$(WITH_ENV) $(BIN)/inboxctl migrate
 
 bench: install
+	@$(BIN)/pip install -q -e '.[dev,bench]'
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null; } || echo "wrk not found: the throughput comparison uses the Python load generator"
 	@$(BIN)/python -m bench.run
 
 clean:
