@@ -24,7 +24,7 @@ import httpx
 
 from sandbox import events
 from shared import crypto
-from tools.stack import SANDBOX_APP_SECRET, Stack, free_port, running_stack
+from tools.stack import SANDBOX_APP_SECRET, Stack, free_port, running_stack, seed_connected_account
 
 OUT = Path(__file__).resolve().parent
 ACME = "17841400000000001"
@@ -167,39 +167,6 @@ def wrk(url: str, bodies: list[tuple[str, str]], directory: Path, seconds: int =
 
 
 # -- setup -----------------------------------------------------------------------------------
-
-
-async def seed_account(stack: Stack, token: str) -> tuple[int, str]:
-    """An account with the sandbox's business connected and an administrator's API token."""
-    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-
-    from shared.access import USER_OWNER, issue_token
-    from shared.models import Account, AccountUser, ChannelInstagram, Inbox, User
-
-    engine = create_async_engine(stack.postgres.url)
-    now = datetime.now(UTC)
-    async with AsyncSession(engine, expire_on_commit=False) as session:
-        account, user = Account(name="bench"), User(name="Agent", email="agent@bench.example")
-        session.add_all([account, user])
-        await session.flush()
-        session.add(AccountUser(account_id=account.id, user_id=user.id, role="administrator"))
-        api_token = await issue_token(session, owner_type=USER_OWNER, owner_id=user.id)
-        channel = ChannelInstagram(
-            account_id=account.id,
-            instagram_id=ACME,
-            username="acme_shop",
-            access_token=token,
-            expires_at=now + timedelta(days=59),
-            token_updated_at=now,
-            webhooks_subscribed_at=now,
-        )
-        session.add(channel)
-        await session.flush()
-        session.add(Inbox(account_id=account.id, name="acme_shop", channel_id=channel.id))
-        await session.commit()
-        account_id = account.id
-    await engine.dispose()
-    return account_id, api_token
 
 
 async def count_messages(stack: Stack, prefix: str) -> int:
@@ -626,7 +593,7 @@ async def measure(stack: Stack, directory: Path) -> None:
     async with httpx.AsyncClient(base_url=sandbox) as client:
         token = (await client.post("/_sandbox/tokens", json={})).json()["access_token"]
         await client.post(f"/_sandbox/customers/{JANE}/last_message", json={})
-    account_id, api_token = await seed_account(stack, token)
+    account_id, api_token = await seed_connected_account(stack.postgres.url, token)
     sweep = bench_ingest(stack, directory)
     plot(sweep)
     subprocess.run(["redis-cli", "-p", str(stack.redis.port), "FLUSHDB"], capture_output=True, check=True)

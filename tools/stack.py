@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -149,3 +150,47 @@ def running_stack(*, webhooks_workers: int = 2, extra_env: dict[str, str] | None
             stack.stop(name)
         redis.stop()
         postgres.stop()
+
+
+async def seed_connected_account(
+    database_url: str, token: str, *, instagram_id: str = "17841400000000001"
+) -> tuple[int, str]:
+    """An account whose inbox is connected to the sandbox business, and an administrator's API token.
+
+    Any earlier channel of that Instagram account is removed first (one account, one inbox).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import delete
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from shared.access import USER_OWNER, issue_token
+    from shared.models import Account, AccountUser, ChannelInstagram, Inbox, User
+
+    engine = create_async_engine(database_url)
+    now = datetime.now(UTC)
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        await session.execute(delete(ChannelInstagram).where(ChannelInstagram.instagram_id == instagram_id))
+        account, user = (
+            Account(name="seeded"),
+            User(name="Agent", email=f"agent-{time.time_ns()}@example.com"),
+        )
+        session.add_all([account, user])
+        await session.flush()
+        session.add(AccountUser(account_id=account.id, user_id=user.id, role="administrator"))
+        api_token = await issue_token(session, owner_type=USER_OWNER, owner_id=user.id)
+        channel = ChannelInstagram(
+            account_id=account.id,
+            instagram_id=instagram_id,
+            username="acme_shop",
+            access_token=token,
+            expires_at=now + timedelta(days=59),
+            token_updated_at=now,
+            webhooks_subscribed_at=now,
+        )
+        session.add(channel)
+        await session.flush()
+        session.add(Inbox(account_id=account.id, name="acme_shop", channel_id=channel.id))
+        await session.commit()
+    await engine.dispose()
+    return account.id, api_token

@@ -8,18 +8,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sandbox import events
 from sandbox.client import SandboxAdmin
-from shared.access import USER_OWNER, issue_token
-from shared.models import Account, AccountUser, ChannelInstagram, Inbox, Message, User
-from tools.stack import Stack, running_stack
+from shared.models import Message
+from tools.stack import Stack, running_stack, seed_connected_account
 
 ACME = "17841400000000001"
 CUSTOMERS = ["1190000000000001", "1190000000000002", "1190000000000003"]
@@ -154,30 +152,8 @@ async def system(stack: Stack) -> AsyncIterator[System]:
     await sandbox.reset()
     for customer in CUSTOMERS:
         await sandbox.last_message(customer)  # the messaging window is open
+    account_id, api_token = await seed_connected_account(stack.postgres.url, await sandbox.token())
     engine = create_async_engine(stack.postgres.url, pool_pre_ping=True)
-    token, now = await sandbox.token(), datetime.now(UTC)
-    async with AsyncSession(engine, expire_on_commit=False) as session:
-        await session.execute(delete(ChannelInstagram))  # one Instagram account, one inbox: start clean
-        account = Account(name="faults")
-        user = User(name="Agent", email=f"agent-{time.time_ns()}@example.com")
-        session.add_all([account, user])
-        await session.flush()
-        session.add(AccountUser(account_id=account.id, user_id=user.id, role="administrator"))
-        api_token = await issue_token(session, owner_type=USER_OWNER, owner_id=user.id)
-        channel = ChannelInstagram(
-            account_id=account.id,
-            instagram_id=ACME,
-            username="acme_shop",
-            access_token=token,
-            expires_at=now + timedelta(days=59),
-            token_updated_at=now,
-            webhooks_subscribed_at=now,
-        )
-        session.add(channel)
-        await session.flush()
-        session.add(Inbox(account_id=account.id, name="acme_shop", channel_id=channel.id))
-        await session.commit()
-        account_id = account.id
     system = System(stack, engine, sandbox, account_id, {"api_access_token": api_token})
     yield system
     await sandbox.aclose()
