@@ -17,16 +17,21 @@ log = get_logger("webhooks.worker")
 
 
 async def deliver_event(ctx: JobContext, event_id: int, webhook_id: int) -> None:
-    async with ctx["sessionmaker"]() as session:
-        outcome = await delivery.deliver(
-            session,
-            ctx["http"],
-            ctx["settings"],
-            event_id=event_id,
-            webhook_id=webhook_id,
-            attempt=ctx["job_try"],
-        )
-        await session.commit()
+    try:
+        async with ctx["sessionmaker"]() as session:
+            outcome = await delivery.deliver(
+                session,
+                ctx["http"],
+                ctx["settings"],
+                event_id=event_id,
+                webhook_id=webhook_id,
+                attempt=ctx["job_try"],
+            )
+            await session.commit()
+    except Exception as error:  # Postgres or Redis restarting: try again, the delivery is not lost
+        if worker.is_transient(error):
+            raise Retry(defer=worker.backoff(ctx["job_try"])) from error
+        raise
     if outcome.retry:
         raise Retry(defer=worker.backoff(ctx["job_try"]))
 
