@@ -125,3 +125,43 @@ class ConversationRead(Schema):
     additional_attributes: dict[str, Any] = {}
     meta: ConversationMeta
     messages: list[MessageRead] = []
+
+
+# -- list envelopes (Chatwoot's shapes) ---------------------------------------------------
+
+
+class PageMeta(Schema):
+    count: int
+    current_page: int
+
+
+class ContactList(Schema):
+    meta: PageMeta
+    payload: list[ContactRead]
+
+
+class ConversationCounts(Schema):
+    mine_count: int
+    unassigned_count: int
+    assigned_count: int
+    all_count: int
+
+
+class ConversationPage(Schema):
+    meta: ConversationCounts
+    payload: list[ConversationRead]
+
+
+class ConversationList(Schema):
+    data: ConversationPage
+
+
+class MessageListMeta(Schema):
+    contact: ContactRead
+    assignee: dict[str, Any] | None = None
+    agent_last_seen_at: int | None = None
+
+
+class MessageList(Schema):
+    meta: MessageListMeta
+    payload: list[MessageRead] = Field(description="oldest first")

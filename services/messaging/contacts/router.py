@@ -1,5 +1,3 @@
-from typing import Any
-
 from fastapi import APIRouter, Query
 from sqlalchemy import func, or_, select
 
@@ -9,7 +7,7 @@ from shared.access import AccountMember
 from shared.app import SessionDep, SettingsDep
 from shared.errors import NotFound
 from shared.models import Contact, Conversation
-from shared.schemas.api import ContactRead, ConversationRead
+from shared.schemas.api import ContactList, ContactRead, ConversationRead, PageMeta
 
 router = APIRouter(prefix="/api/v1/accounts/{account_id}/contacts", tags=["contacts"])
 PAGE_SIZE = 15
@@ -21,7 +19,7 @@ async def list_contacts(
     session: SessionDep,
     page: int = Query(1, ge=1),
     q: str | None = Query(None, max_length=255, description="search by name or Instagram username"),
-) -> dict[str, Any]:
+) -> ContactList:
     where = [Contact.account_id == member.account_id]
     if q:
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -41,7 +39,7 @@ async def list_contacts(
         .limit(PAGE_SIZE)
     )
     payload = await views.contact_views(session, list(contacts))
-    return {"meta": {"count": count, "current_page": page}, "payload": payload}
+    return ContactList(meta=PageMeta(count=count or 0, current_page=page), payload=payload)
 
 
 async def _contact(session: SessionDep, member: AccountMember, contact_id: int) -> Contact:

@@ -13,7 +13,7 @@ from shared.app import SessionDep, SettingsDep
 from shared.errors import Conflict
 from shared.events import Event, emit
 from shared.models import Conversation, ConversationStatus
-from shared.schemas.api import ConversationRead
+from shared.schemas.api import ConversationCounts, ConversationList, ConversationPage, ConversationRead
 
 router = APIRouter(prefix="/api/v1/accounts/{account_id}/conversations", tags=["conversations"])
 PAGE_SIZE = 25
@@ -39,7 +39,9 @@ def _assignee(member: Member, assignee_type: AssigneeFilter) -> list[ColumnEleme
     }[assignee_type]
 
 
-async def _counts(session: SessionDep, member: Member, where: list[ColumnElement[bool]]) -> dict[str, int]:
+async def _counts(
+    session: SessionDep, member: Member, where: list[ColumnElement[bool]]
+) -> ConversationCounts:
     row = (
         await session.execute(
             select(
@@ -50,7 +52,10 @@ async def _counts(session: SessionDep, member: Member, where: list[ColumnElement
             ).where(*where)
         )
     ).one()
-    return dict(zip(("mine_count", "unassigned_count", "assigned_count", "all_count"), row, strict=True))
+    mine, unassigned, assigned, everything = row
+    return ConversationCounts(
+        mine_count=mine, unassigned_count=unassigned, assigned_count=assigned, all_count=everything
+    )
 
 
 @router.get("")
@@ -63,7 +68,7 @@ async def list_conversations(
     inbox_id: int | None = None,
     assignee_type: AssigneeFilter = "all",
     page: int = Query(1, ge=1),
-) -> dict[str, Any]:
+) -> ConversationList:
     """Newest activity first, 25 a page, with Chatwoot's counts in `data.meta`."""
     where = _filters(member, status, inbox_id)
     conversations = await session.scalars(
@@ -74,13 +79,15 @@ async def list_conversations(
         .limit(PAGE_SIZE)
     )
     payload = await views.conversation_views(session, settings, list(conversations), human_agent=human_agent)
-    return {"data": {"meta": await _counts(session, member, where), "payload": payload}}
+    return ConversationList(
+        data=ConversationPage(meta=await _counts(session, member, where), payload=payload)
+    )
 
 
 @router.get("/meta")
 async def conversation_counts(
     member: AccountMember, session: SessionDep, status: StatusFilter = "open", inbox_id: int | None = None
-) -> dict[str, dict[str, int]]:
+) -> dict[str, ConversationCounts]:
     return {"meta": await _counts(session, member, _filters(member, status, inbox_id))}
 
 

@@ -12,7 +12,7 @@ from shared.app import QueueDep, SessionDep, SettingsDep
 from shared.errors import Unprocessable
 from shared.models import Contact
 from shared.queue import SEND_MESSAGE, enqueue
-from shared.schemas.api import MessageRead
+from shared.schemas.api import MessageList, MessageListMeta, MessageRead
 
 router = APIRouter(
     prefix="/api/v1/accounts/{account_id}/conversations/{conversation_id}/messages", tags=["messages"]
@@ -35,18 +35,16 @@ async def list_messages(
     settings: SettingsDep,
     before: int | None = Query(None, description="message id: return the messages before it"),
     limit: int = Query(20, ge=1, le=100),
-) -> dict[str, Any]:
+) -> MessageList:
     """Oldest first; page back through history with `before`."""
     page = await messages.history(session, conversation=conversation, before=before, limit=limit)
     contact = await session.get(Contact, conversation.contact_id)
     assert contact is not None
     [contact_view] = await views.contact_views(session, [contact])
-    meta = {
-        "contact": contact_view,
-        "assignee": None,
-        "agent_last_seen_at": views.unix(conversation.agent_last_seen_at),
-    }
-    return {"meta": meta, "payload": await views.message_views(session, settings, page)}
+    meta = MessageListMeta(
+        contact=contact_view, agent_last_seen_at=views.unix(conversation.agent_last_seen_at)
+    )
+    return MessageList(meta=meta, payload=await views.message_views(session, settings, page))
 
 
 async def _parse(request: Request) -> tuple[MessageCreate, list[messages.Upload]]:

@@ -14,14 +14,27 @@ from shared.worker import JobContext
 MAX_TRIES = 12
 # Deferrals (ordering, rate limit) are retries too; allow many before giving up.
 MAX_JOB_TRIES = 1000
+CHAIN_LIMIT = 20  # replies of one conversation sent by one job after its own
 
 
 async def send_message(ctx: JobContext, message_id: int) -> None:
-    app = await ctx["app_config"].get()
-
-    async def work(session: AsyncSession) -> None:
+    """Send the reply; then, while things go smoothly, the conversation's next waiting replies
+    (each would otherwise wait for its own job to check back)."""
+    next_id = await _send(ctx, message_id)
+    for _ in range(CHAIN_LIMIT):
+        if next_id is None:
+            return
         try:
-            await outbound.send(
+            next_id = await _send(ctx, next_id)
+        except Retry:  # not now: that reply's own job takes it from here
+            return
+
+
+async def _send(ctx: JobContext, message_id: int) -> int | None:
+    async def work(session: AsyncSession) -> int | None:
+        app = await ctx["app_config"].get()  # inside run_job: a database outage here is retried
+        try:
+            return await outbound.send(
                 session, ctx["graph"], ctx["redis"], ctx["settings"], app, message_id=message_id
             )
         except outbound.Deferred as deferred:
@@ -34,11 +47,11 @@ async def send_message(ctx: JobContext, message_id: int) -> None:
             message.content_attributes = {**message.content_attributes, "send_failures": failures}
             if failures >= MAX_TRIES:
                 outbound.fail(session, message, f"Instagram kept failing: {error.message}")
-                return
+                return None
             await session.commit()  # keep the parts already sent, and the count
             raise Retry(defer=worker.backoff(failures, hint=error.retry_after)) from error
 
-    await worker.run_job(
+    return await worker.run_job(
         ctx,
         job=SEND_MESSAGE,
         key=str(message_id),
