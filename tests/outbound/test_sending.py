@@ -2,11 +2,13 @@
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 
 from sandbox.client import JANE
 from services.messaging.worker import WorkerSettings
 from shared.models import ChannelInstagram, Message
+from shared.settings import get_settings
 from tests.outbound.conftest import Chat
 from tests.support import run_worker
 
@@ -176,3 +178,22 @@ async def test_messages_of_a_conversation_go_out_in_order_with_concurrent_worker
     assert sent == [f"part {i}" for i in range(12)]
     chat.db.expire_all()
     assert {(await chat.message(r["id"])).status for r in replies} == {"sent"}
+
+
+async def test_an_accounts_sends_are_paced_under_metas_limit(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst larger than a second's allowance goes out completely, never faster than the limit."""
+    limit = 4  # below what one conversation can send unpaced, so the pacing is what is measured
+    monkeypatch.setattr(get_settings(), "SEND_RATE_LIMIT_PER_SECOND", limit)
+    for i in range(2 * limit + 5):
+        await chat.reply(f"burst {i}")
+    from services.messaging.worker import OutboundWorkerSettings
+    from tests.support import run_worker as burst
+
+    await asyncio.gather(*(burst(OutboundWorkerSettings) for _ in range(2)))
+    sent = await chat.sandbox.sent()
+    assert [s["body"]["message"]["text"] for s in sent] == [f"burst {i}" for i in range(2 * limit + 5)]
+    times = sorted(s["at"] for s in sent)
+    busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+    assert limit - 1 <= busiest <= limit  # paced at the limit: neither above it nor far below

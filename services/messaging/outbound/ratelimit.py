@@ -1,35 +1,50 @@
-"""Per-account send limiter: a sliding one-second window in Redis, shared by every outbound worker.
+"""Per-account send pacing, shared by every outbound worker through Redis.
 
-Meta allows 100 Send API calls per second per Instagram account (10 for audio and video). A
-job that finds its account's window full is deferred until a slot frees, so a busy account
-never blocks the others' jobs and the account never exceeds Meta's limit.
+Meta allows 100 Send API calls per second per Instagram account (10 for audio and video). Each
+account's sends get evenly spaced slots, one every WINDOW_SECONDS / limit (a little wider than
+Meta's second, for network jitter), on Redis's clock so every worker agrees. A part reserves its
+slot once: a slot within HORIZON_SECONDS is awaited in process; a later one is kept for that
+part and the job is deferred until just before it. A busy account's backlog therefore waits in
+the queue, not in a worker's job slots, and each part is scheduled exactly once.
 """
 
-import time
-import uuid
+from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 
-WINDOW_MS = 1050  # a little wider than Meta's second, for clock and network jitter
+WINDOW_SECONDS = 1.05
+HORIZON_SECONDS = 0.2
 
-# KEYS[1] = window key; ARGV = now_ms, window_ms, limit, member. Returns 0 (slot taken) or ms to wait.
-SLIDING_WINDOW = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1] - ARGV[2])
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 0
+# KEYS[1] = the account's next free slot, KEYS[2] = this part's reserved slot (µs since the epoch);
+# ARGV = interval µs, horizon µs. Returns {1, µs to wait then send} or {0, µs until the slot}.
+RESERVE = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local slot = tonumber(redis.call('GET', KEYS[2]) or 0)
+if slot == 0 then
+  slot = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
+  local ttl = math.ceil((slot - now + ARGV[1]) / 1000) + 1000
+  redis.call('SET', KEYS[1], string.format('%d', slot + ARGV[1]), 'PX', ttl)
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + ARGV[2] - ARGV[1])
+local wait = slot - now
+if wait > tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], string.format('%d', slot), 'PX', math.ceil(wait / 1000) + 600000)
+  return {0, wait}
+end
+redis.call('DEL', KEYS[2])
+return {1, math.max(wait, 0)}
 """
 
 
-async def acquire(redis: ArqRedis, *, channel_id: int, kind: str, limit: int) -> float:
-    """Take a send slot: 0 when granted, else the seconds to wait before trying again."""
-    now_ms = int(time.time() * 1000)
-    key = f"instagram-inbox:send-window:{channel_id}:{kind}"
-    wait_ms = await redis.eval(
-        SLIDING_WINDOW, 1, key, now_ms, WINDOW_MS, limit, f"{now_ms}:{uuid.uuid4().hex}"
-    )  # type: ignore[misc]
-    return int(wait_ms) / 1000
+@dataclass(frozen=True)
+class Slot:
+    now: bool  # True: wait `seconds` in process, then send; False: come back in `seconds`
+    seconds: float
+
+
+async def reserve(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, part: str) -> Slot:
+    """The send slot of one part (`message id:part name`) on the account's `kind` pace."""
+    interval_us = int(WINDOW_SECONDS / limit * 1_000_000)
+    keys = (f"instagram-inbox:send-pace:{channel_id}:{kind}", f"instagram-inbox:send-slot:{part}")
+    now, wait_us = await redis.eval(RESERVE, 2, *keys, interval_us, int(HORIZON_SECONDS * 1_000_000))  # type: ignore[misc]
+    return Slot(now=bool(now), seconds=int(wait_us) / 1_000_000)

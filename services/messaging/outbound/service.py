@@ -5,12 +5,13 @@ as it is confirmed, so a retry never resends a part. A timeout after a request w
 never retried: the message waits for Meta's echo to confirm it (the inbound worker adopts it).
 """
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.messaging.outbound import ratelimit
@@ -32,7 +33,9 @@ from shared.settings import Settings
 
 WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
-ORDER_RECHECK_SECONDS = 0.2
+# A reply waiting for an earlier one is normally sent right after it by the same job (see
+# jobs.send_message); its own job only checks back this often, in case that chain stopped.
+ORDER_RECHECK_SECONDS = 1.0
 
 
 class Deferred(Exception):
@@ -132,21 +135,29 @@ async def _parts(
     return parts
 
 
+def _in_flight(message: Message) -> list[ColumnElement[bool]]:
+    """Replies of the message's conversation that are still going out."""
+    return [
+        Message.conversation_id == message.conversation_id,
+        Message.message_type == int(MessageType.OUTGOING),
+        Message.private.is_(False),
+        Message.status == MessageStatus.PROGRESS.value,
+        Message.content_attributes["outcome_unknown"].as_boolean().is_not(True),
+    ]
+
+
 async def _earlier_in_flight(session: AsyncSession, message: Message) -> bool:
     """Messages of one conversation go out in the order they were written."""
     earlier = await session.scalar(
-        select(Message.id)
-        .where(
-            Message.conversation_id == message.conversation_id,
-            Message.message_type == int(MessageType.OUTGOING),
-            Message.private.is_(False),
-            Message.status == MessageStatus.PROGRESS.value,
-            Message.id < message.id,
-            Message.content_attributes["outcome_unknown"].as_boolean().is_not(True),
-        )
-        .limit(1)
+        select(Message.id).where(*_in_flight(message), Message.id < message.id).limit(1)
     )
     return earlier is not None
+
+
+async def _next_in_flight(session: AsyncSession, message: Message) -> int | None:
+    return await session.scalar(
+        select(Message.id).where(*_in_flight(message), Message.id > message.id).order_by(Message.id).limit(1)
+    )
 
 
 async def send(
@@ -157,22 +168,23 @@ async def send(
     app: InstagramApp,
     *,
     message_id: int,
-) -> None:
-    """Send what is left of the message. Raises Deferred, or GraphTransientError to be retried."""
+) -> int | None:
+    """Send what is left of the message. Raises Deferred, or GraphTransientError to be retried.
+    Once it is sent: the id of the conversation's next reply waiting to go out, if any."""
     out = await _load(session, message_id)
     if out is None:
-        return
+        return None
     message = out.message
     if (
         message.private
         or message.status != MessageStatus.PROGRESS.value
         or message.content_attributes.get("outcome_unknown")
     ):
-        return
+        return None
     interrupted = message.content_attributes.get("sending_part")
     if interrupted and interrupted not in message.content_attributes.get("sent_parts", {}):
         _await_echo(message, "a send was interrupted before Instagram answered")
-        return
+        return None
     if await _earlier_in_flight(session, message):
         raise Deferred(ORDER_RECHECK_SECONDS)
     if out.channel.reauthorization_required:
@@ -181,7 +193,7 @@ async def send(
             message,
             "The inbox needs to be re-authorized (Instagram refused its token); reconnect it.",
         )
-        return
+        return None
     context = _window_tag(out, app, datetime.now(UTC))
     if context is None:
         fail(
@@ -190,7 +202,7 @@ async def send(
             "Outside Instagram's messaging window: replies are allowed within 24 hours of the "
             "customer's last message (7 days with the HUMAN_AGENT tag, when enabled).",
         )
-        return
+        return None
     sent: dict[str, str] = dict(message.content_attributes.get("sent_parts", {}))
     reply_to = message.content_attributes.get("in_reply_to_external_id")
     for name, kind, body in await _parts(session, settings, out):
@@ -199,9 +211,12 @@ async def send(
             if kind == "media"
             else settings.SEND_RATE_LIMIT_PER_SECOND
         )
-        wait = await ratelimit.acquire(redis, channel_id=out.channel.id, kind=kind, limit=limit)
-        if wait:
-            raise Deferred(wait)
+        slot = await ratelimit.reserve(
+            redis, channel_id=out.channel.id, kind=kind, limit=limit, part=f"{message.id}:{name}"
+        )
+        if not slot.now:  # back shortly before the slot, then wait for it in process
+            raise Deferred(slot.seconds - ratelimit.HORIZON_SECONDS / 2)
+        await asyncio.sleep(slot.seconds)
         request = {"recipient": {"id": out.recipient}, "message": body, **context}
         if reply_to:
             request["reply_to"] = {"mid": reply_to}
@@ -211,7 +226,7 @@ async def send(
             answer = await graph.send_message(out.channel.access_token, request)
         except GraphOutcomeUnknown as error:
             _await_echo(message, f"Instagram did not confirm the send ({error.message})")
-            return
+            return None
         except GraphError as error:
             _set(message, sending_part=None)
             if isinstance(error, GraphTransientError):
@@ -221,8 +236,9 @@ async def send(
                 fail(session, message, f"Instagram refused the inbox's token: {error.message}")
             else:
                 fail(session, message, error.message)
-            return
+            return None
         sent[name] = str(answer.get("message_id"))
         _set(message, sent_parts=dict(sent), sending_part=None)
         message.source_id = message.source_id or sent[name]
     _finish(session, message, status=MessageStatus.SENT)
+    return await _next_in_flight(session, message)
