@@ -6,11 +6,11 @@ SHA-256 digest of a token is stored, so a database leak does not leak credential
 """
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Security
 from fastapi.security import APIKeyHeader
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,21 +40,19 @@ async def issue_token(session: AsyncSession, *, owner_type: str, owner_id: int) 
     return token
 
 
-async def _owner_id(session: AsyncSession, token: str | None, owner_type: str) -> int:
+def _owned_by(model: type[User] | type[PlatformApp], owner_type: str, token: str | None) -> Select[Any]:
+    """The token's owner (a user or a platform app), found by the token's digest in one query."""
     if not token:
         raise Unauthorized("missing api_access_token header")
-    owner_id = await session.scalar(
-        select(AccessToken.owner_id).where(
-            AccessToken.token_digest == crypto.digest(token), AccessToken.owner_type == owner_type
-        )
+    return (
+        select(model)
+        .join(AccessToken, (AccessToken.owner_id == model.id) & (AccessToken.owner_type == owner_type))
+        .where(AccessToken.token_digest == crypto.digest(token))
     )
-    if owner_id is None:
-        raise Unauthorized("invalid access token")
-    return owner_id
 
 
 async def current_user(session: SessionDep, token: Annotated[str | None, Security(api_access_token)]) -> User:
-    user = await session.get(User, await _owner_id(session, token, USER_OWNER))
+    user = await session.scalar(_owned_by(User, USER_OWNER, token))
     if user is None:
         raise Unauthorized("invalid access token")
     return user
@@ -63,7 +61,7 @@ async def current_user(session: SessionDep, token: Annotated[str | None, Securit
 async def current_platform_app(
     session: SessionDep, token: Annotated[str | None, Security(api_access_token)]
 ) -> PlatformApp:
-    app = await session.get(PlatformApp, await _owner_id(session, token, PLATFORM_APP_OWNER))
+    app = await session.scalar(_owned_by(PlatformApp, PLATFORM_APP_OWNER, token))
     if app is None:
         raise Unauthorized("invalid access token")
     return app
@@ -96,11 +94,22 @@ class Member:
 
 
 async def account_member(
-    session: SessionDep, user: CurrentUser, account_id: Annotated[int, Path(ge=1)]
+    session: SessionDep,
+    token: Annotated[str | None, Security(api_access_token)],
+    account_id: Annotated[int, Path(ge=1)],
 ) -> Member:
-    role = await session.scalar(
-        select(AccountUser.role).where(AccountUser.account_id == account_id, AccountUser.user_id == user.id)
-    )
+    """The caller and their role in the account, in one query."""
+    membership = (AccountUser.user_id == User.id) & (AccountUser.account_id == account_id)
+    row = (
+        await session.execute(
+            _owned_by(User, USER_OWNER, token)
+            .add_columns(AccountUser.role)
+            .outerjoin(AccountUser, membership)
+        )
+    ).one_or_none()
+    if row is None:
+        raise Unauthorized("invalid access token")
+    user, role = row
     if role is None:  # not a member: the account does not exist for this caller
         raise NotFound("account not found")
     return Member(account_id=account_id, user=user, role=Role(role))

@@ -117,23 +117,31 @@ def attachment_view(settings: Settings, attachment: Attachment) -> AttachmentRea
 
 
 async def message_views(
-    session: AsyncSession, settings: Settings, messages: Sequence[Message]
+    session: AsyncSession,
+    settings: Settings,
+    messages: Sequence[Message],
+    *,
+    conversation: Conversation | None = None,
 ) -> list[MessageRead]:
+    """`conversation`: the one all the messages belong to, when the caller has it."""
     ids = [m.id for m in messages]
     files: dict[int, list[AttachmentRead]] = {}
     for attachment in await session.scalars(
         select(Attachment).where(Attachment.message_id.in_(ids)).order_by(Attachment.id)
     ):
         files.setdefault(attachment.message_id, []).append(attachment_view(settings, attachment))
-    display = dict(
-        (
-            await session.execute(
-                select(Conversation.id, Conversation.display_id).where(
-                    Conversation.id.in_({m.conversation_id for m in messages})
+    if conversation is not None:
+        display = {conversation.id: conversation.display_id}
+    else:
+        display = dict(
+            (
+                await session.execute(
+                    select(Conversation.id, Conversation.display_id).where(
+                        Conversation.id.in_({m.conversation_id for m in messages})
+                    )
                 )
-            )
-        ).all()
-    )
+            ).all()
+        )
     contact_ids = {m.sender_id for m in messages if m.sender_type == "Contact" and m.sender_id}
     user_ids = {m.sender_id for m in messages if m.sender_type == "User" and m.sender_id}
     senders: dict[tuple[str, int], SenderRead] = {}

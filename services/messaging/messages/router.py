@@ -44,7 +44,8 @@ async def list_messages(
     meta = MessageListMeta(
         contact=contact_view, agent_last_seen_at=views.unix(conversation.agent_last_seen_at)
     )
-    return MessageList(meta=meta, payload=await views.message_views(session, settings, page))
+    payload = await views.message_views(session, settings, page, conversation=conversation)
+    return MessageList(meta=meta, payload=payload)
 
 
 async def _parse(request: Request) -> tuple[MessageCreate, list[messages.Upload]]:
