@@ -117,7 +117,7 @@ async def mint_token(request: Request, body: TokenIn) -> dict[str, Any]:
     """A token as Business Login would have left it, issued `age_seconds` ago."""
     config, w = _config(request), _world(request)
     w.business(body.business)
-    lifetime = config.long_lived_seconds if body.long_lived else config.short_lived_seconds
+    lifetime: float = config.long_lived_seconds if body.long_lived else config.short_lived_seconds
     if body.expires_in is not None:
         lifetime = body.age_seconds + body.expires_in
     token = w.mint_token(

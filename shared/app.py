@@ -124,14 +124,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
         details = [
-            {"loc": list(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+            {"loc": list(e.get("loc", ())), "message": str(e.get("msg", "")), "type": e.get("type", "")}
             for e in error.errors()
         ]
         first = details[0] if details else {"loc": [], "message": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body")
-        return error_response(
-            422, f"{where}: {first['message']}" if where else first["message"], details=details
-        )
+        message = str(first["message"])
+        return error_response(422, f"{where}: {message}" if where else message, details=details)
 
     @app.exception_handler(DBAPIError)
     async def data_error(_: Request, error: DBAPIError) -> JSONResponse:

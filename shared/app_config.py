@@ -71,7 +71,7 @@ async def effective_values(session: AsyncSession, settings: Settings) -> dict[st
     )
     for row in rows:
         stored = row.value.get("value")
-        values[row.name] = crypto.decrypt(stored) if row.value.get("encrypted") else stored
+        values[row.name] = crypto.decrypt(str(stored)) if row.value.get("encrypted") else stored
     return values
 
 

@@ -11,6 +11,7 @@ from services.auth.platform.schemas import (
 )
 from shared.access import CurrentPlatformApp
 from shared.app import SessionDep
+from shared.models import Role
 
 router = APIRouter(prefix="/platform/api/v1", tags=["platform"])
 
@@ -39,4 +40,6 @@ async def add_account_user(
         session, account_id=account_id, user_id=body.user_id, role=body.role
     )
     await session.commit()
-    return AccountUserRead(account_id=membership.account_id, user_id=membership.user_id, role=membership.role)
+    return AccountUserRead(
+        account_id=membership.account_id, user_id=membership.user_id, role=Role(membership.role)
+    )

@@ -37,8 +37,8 @@ async def add_account_user(
         raise NotFound("account not found")
     if await session.get(User, user_id) is None:
         raise NotFound("user not found")
-    statement = insert(AccountUser).values(account_id=account_id, user_id=user_id, role=role.value)
-    statement = statement.on_conflict_do_update(
+    values = insert(AccountUser).values(account_id=account_id, user_id=user_id, role=role.value)
+    statement = values.on_conflict_do_update(
         index_elements=[AccountUser.account_id, AccountUser.user_id], set_={"role": role.value}
     ).returning(AccountUser)
     return (await session.scalars(statement)).one()

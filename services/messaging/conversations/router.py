@@ -31,12 +31,13 @@ def _filters(member: Member, status: StatusFilter, inbox_id: int | None) -> list
 
 
 def _assignee(member: Member, assignee_type: AssigneeFilter) -> list[ColumnElement[bool]]:
-    return {
+    by_type: dict[str, list[ColumnElement[bool]]] = {
         "me": [Conversation.assignee_id == member.user.id],
         "unassigned": [Conversation.assignee_id.is_(None)],
         "assigned": [Conversation.assignee_id.is_not(None)],
         "all": [],
-    }[assignee_type]
+    }
+    return by_type[assignee_type]
 
 
 async def _counts(

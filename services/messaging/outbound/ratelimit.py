@@ -46,5 +46,6 @@ async def reserve(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, pa
     """The send slot of one part (`message id:part name`) on the account's `kind` pace."""
     interval_us = int(WINDOW_SECONDS / limit * 1_000_000)
     keys = (f"instagram-inbox:send-pace:{channel_id}:{kind}", f"instagram-inbox:send-slot:{part}")
-    now, wait_us = await redis.eval(RESERVE, 2, *keys, interval_us, int(HORIZON_SECONDS * 1_000_000))  # type: ignore[misc]
+    horizon_us = int(HORIZON_SECONDS * 1_000_000)
+    now, wait_us = await redis.eval(RESERVE, 2, *keys, str(interval_us), str(horizon_us))  # type: ignore[misc]
     return Slot(now=bool(now), seconds=int(wait_us) / 1_000_000)

@@ -27,8 +27,8 @@ async def render(session: AsyncSession, settings: Settings, event: WebhookEvent)
     ):
         body = await _conversation(session, settings, conversation)
     elif "contact_id" in subject and (contact := await session.get(Contact, subject["contact_id"])):
-        [view] = await views.contact_views(session, [contact])
-        body = view.model_dump(mode="json")
+        [contact_view] = await views.contact_views(session, [contact])
+        body = contact_view.model_dump(mode="json")
     elif event.inbox_id is not None:
         row = (
             await session.execute(

@@ -45,7 +45,7 @@ async def check_destination(url: str, *, allow_private: bool) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise DestinationRefused(f"cannot resolve {host}") from error
-    private = sorted({info[4][0] for info in infos if _is_private(str(info[4][0]))})
+    private = sorted({str(info[4][0]) for info in infos if _is_private(str(info[4][0]))})
     if private:
         raise DestinationRefused(
             f"{host} resolves to a private, loopback or link-local address ({', '.join(private)}); "
