@@ -344,12 +344,13 @@ async def bench_outbound(stack: Stack, sandbox: str, account_id: int) -> None:
             requests = (await client.get("/_sandbox/requests", params={"path_contains": "/messages"})).json()
         refused = [r for r in requests if r["status"] == 400]
         worst = _busiest_second(sent)
-        rate = len(ids) / elapsed
+        times = sorted(item["at"] for item in sent)
+        rate = (len(times) - 1) / (times[-1] - times[0])  # sustained: first send to last
         ceiling = limit * accounts
         record(
             f"outbound sends, {label}",
             rate,
-            "msg/s",
+            f"msg/s sustained ({len(ids)} in {elapsed:.1f} s with worker start)",
             baseline=ceiling,
             baseline_name="Meta's limit (100/s per account)",
             target=">= 0.9 x limit, never above it" if accounts == 1 else "never above the per-account limit",
@@ -543,21 +544,20 @@ async def bench_token_sweep(stack: Stack, sandbox: str) -> None:
         secret,
     )
     await connection.close()
-    began = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "shared.cli", "tokens", "refresh"],
         env=stack.env,
         capture_output=True,
         text=True,
     )
-    elapsed = time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    refreshed = int(re.search(r"refreshed (\d+)", done.stdout).group(1)) if "refreshed" in done.stdout else 0  # type: ignore[union-attr]
-    rate = refreshed / elapsed
+    reported = re.search(r"refreshed (\d+).* in ([\d.]+) s", done.stdout)
+    refreshed, seconds = (int(reported.group(1)), float(reported.group(2))) if reported else (0, 1.0)
+    rate = refreshed / seconds
     record(
         "token sweep, 100k channels (10% due)",
         rate,
-        "refreshes/s",
+        "refreshes/s (the sweep's own time)",
         target=">= 500/s",
         ok=rate >= 500 and refreshed == 10_000,
     )

@@ -1,6 +1,7 @@
 """`inboxctl tokens ...`: run the sweep now, and see which tokens need attention."""
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -16,18 +17,27 @@ app = typer.Typer(help="Instagram access tokens.", no_args_is_help=True)
 @app.command()
 def refresh(
     all_due: Annotated[
-        bool, typer.Option("--all-due", help="refresh every due token (the default and only mode)")
-    ] = True,
+        bool,
+        typer.Option(
+            "--all-due",
+            help="also retry tokens whose refresh failed in the last 30 minutes (else left for later)",
+        ),
+    ] = False,
 ) -> None:
     """Run one refresh sweep now and print what it did. Expired tokens are flagged, not sent to Meta."""
 
     async def main() -> service.SweepReport:
         async with open_state(get_settings()) as state:
-            return await service.sweep(state["sessionmaker"], state["graph"], state["settings"])
+            return await service.sweep(
+                state["sessionmaker"], state["graph"], state["settings"], retry_now=all_due
+            )
 
+    started = time.perf_counter()
     report = asyncio.run(main())
+    seconds = time.perf_counter() - started
     typer.echo(
-        f"refreshed {report.refreshed}, failed {report.failed} (retried next sweep), flagged {report.flagged}"
+        f"refreshed {report.refreshed}, failed {report.failed} (retried next sweep), "
+        f"flagged {report.flagged} in {seconds:.1f} s"
     )
     for error in report.errors:
         typer.echo(f"  {error}")

@@ -199,7 +199,15 @@ async def test_cron_worker_and_cli(factory: Factory, sandbox: SandboxAdmin, db: 
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    assert "refreshed 0" in inboxctl("tokens", "refresh", "--all-due")
+    assert "refreshed 0" in inboxctl("tokens", "refresh")
+    failing = await channel_with(
+        factory, sandbox, account, age_days=55, expires_in_days=4, ig_id="17841400000000003"
+    )
+    await sandbox.fault("/refresh_access_token", times=1, status=503, body="busy")
+    assert "refreshed 0, failed 1" in inboxctl("tokens", "refresh")
+    assert "refreshed 0, failed 0" in inboxctl("tokens", "refresh")  # a recent failure waits its pause
+    assert "refreshed 1, failed 0" in inboxctl("tokens", "refresh", "--all-due")  # ... unless asked
+    assert (await reload(db, failing)).refresh_error is None
     status = inboxctl("tokens", "status")
     assert f"@{soon.username}: expires in 3.0 days" in status and "soonest expiry: 3.0 days" in status
 
