@@ -1,6 +1,7 @@
 """`inboxctl`: the operator's command line (also `python -m shared.cli`)."""
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from shared import app_config
 from shared.access import PLATFORM_APP_OWNER, USER_OWNER, issue_token
 from shared.db import create_engine, create_sessionmaker
 from shared.errors import NotFound
+from shared.logging import configure_logging
 from shared.models import DeadLetter, PlatformApp, User
 from shared.queue import JOBS, create_redis, enqueue
 from shared.settings import get_settings
@@ -177,6 +179,7 @@ def run_or_exit(action: Callable[[], T]) -> T:
 
 
 def main() -> None:
+    configure_logging(get_settings().LOG_LEVEL, stream=sys.stderr)  # stdout is the command's answer
     app()
 
 

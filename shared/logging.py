@@ -4,7 +4,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -27,7 +27,7 @@ def mask_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
     shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -46,7 +46,7 @@ def configure_logging(level: str = "INFO") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared_processors,
@@ -62,6 +62,12 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # arq's command line gives its logger a plain-text handler at INFO: log its job lines once,
+    # as JSON with the job id, and only at the configured level.
+    arq = logging.getLogger("arq")
+    arq.handlers[:] = []
+    arq.propagate = True
+    arq.setLevel(level)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
