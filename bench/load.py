@@ -64,11 +64,17 @@ async def run(
     statuses: dict[str, int] = {}
     free, idle = asyncio.Semaphore(CONNECTIONS), list[Connection]()
 
-    async def exchange(request: bytes) -> int:
-        reader, writer = idle.pop() if idle else await asyncio.open_connection(host, port)
+    async def exchange(request: bytes, *, fresh: bool = False) -> int:
+        reused = bool(idle) and not fresh
+        reader, writer = idle.pop() if reused else await asyncio.open_connection(host, port)
         try:
             writer.write(request)
             status = await response_status(reader)
+        except (OSError, asyncio.IncompleteReadError):
+            writer.close()
+            if reused:  # the server closed an idle keep-alive connection: once more, on a new one
+                return await exchange(request, fresh=True)
+            raise
         except BaseException:
             writer.close()
             raise

@@ -532,6 +532,7 @@ async def bench_api(stack: Stack, directory: Path, account_id: int, api_token: s
         directory / "api.jsonl", [("", "")], method="GET", headers={"api_access_token": api_token}
     )
     # Latency at a steady load the service sustains; throughput is the other benchmarks' subject.
+    load(url, bodies, rate=API_RATE, duration=3, method="GET")  # warm-up: connections, statement caches
     result = load(url, bodies, rate=API_RATE, duration=10, method="GET")
     health = load(f"{stack.url('messaging')}/health", bodies, rate=API_RATE, duration=10, method="GET")
     record(
