@@ -1,17 +1,25 @@
 """Sandbox webhooks → webhooks service → inbound worker → Postgres."""
 
 import asyncio
+from typing import Any
 
 import httpx
+import pytest
+from arq import Retry
+from arq.connections import ArqRedis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sandbox import events
 from sandbox.client import SandboxAdmin
+from services.messaging.inbound.jobs import process_event
 from shared import storage
+from shared.db import create_engine, create_sessionmaker
 from shared.models import Attachment, Contact, ContactInbox, Conversation, DeadLetter, WebhookEvent
+from shared.queue import Queue
 from shared.settings import Settings
 from tests.inbound.conftest import ACME, JANE, OMAR, Connected
+from tests.support import free_port
 
 
 async def test_first_text_creates_contact_conversation_and_message(
@@ -293,3 +301,30 @@ async def test_profile_failure_keeps_the_message_and_enrichment_happens_later(
     await connected.process()
     await db.refresh(contact)
     assert contact.name == "Omar Haddad" and contact.additional_attributes["is_verified_user"] is True
+
+
+async def test_downloads_lost_with_redis_after_the_commit_are_queued_by_the_retry(
+    connected: Connected, db: AsyncSession, sandbox_url: str, settings: Settings, redis: Any
+) -> None:
+    """The event is stored, then Redis fails before its download is queued: the job is retried,
+    and the retry (which finds the message stored) queues the download."""
+    await connected.deliver(events.attachment(JANE, ACME, type="image", url=f"{sandbox_url}/cdn/late.jpg"))
+    [job] = await redis.queued_jobs(queue_name=Queue.INBOUND.value)
+    unreachable = ArqRedis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    engine = create_engine(settings)
+    ctx = {
+        "sessionmaker": create_sessionmaker(engine),
+        "redis": unreachable,
+        "settings": settings,
+        "job_try": 1,
+    }
+    with pytest.raises(Retry):
+        await process_event(ctx, **job.kwargs)
+    await unreachable.aclose()
+    await engine.dispose()
+    [attachment] = await db.scalars(select(Attachment))
+    assert attachment.storage_key is None  # stored, not downloaded: its job never reached Redis
+
+    await connected.process()  # arq runs the event's job again
+    [attachment] = await db.scalars(select(Attachment))
+    assert attachment.storage_key is not None and len(await connected.messages()) == 1

@@ -4,6 +4,7 @@ import time
 from typing import Any
 
 from arq import Retry, func
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.messaging.inbound import enrichment, messages
@@ -33,6 +34,13 @@ async def process_event(ctx: JobContext, event: dict[str, Any]) -> None:
     )
     if followups is None:
         return
+    try:
+        await _enqueue_followups(ctx, followups, key)
+    except (RedisError, OSError) as error:  # the event is stored; its retry queues what is missing
+        raise Retry(defer=worker.backoff(ctx["job_try"])) from error
+
+
+async def _enqueue_followups(ctx: JobContext, followups: messages.Followups, key: str) -> None:
     redis = ctx["redis"]
     if followups.enrich_contact_inbox is not None:
         # Tried again with the contact's messages until the profile is read, at most once a period.

@@ -117,6 +117,20 @@ async def _insert(session: AsyncSession, **values: Any) -> Message | None:
     )
 
 
+async def _pending_downloads(session: AsyncSession, message: Message) -> list[int]:
+    """Attachments of the message still waiting for their copy (their download job may be lost)."""
+    pending = await session.scalars(
+        select(Attachment.id).where(
+            Attachment.message_id == message.id,
+            Attachment.file_type.in_(DOWNLOADED),
+            Attachment.external_url.is_not(None),
+            Attachment.storage_key.is_(None),
+            Attachment.download_error.is_(None),
+        )
+    )
+    return list(pending)
+
+
 def _attachment_rows(message: Message, attachments: list[dict[str, Any]]) -> list[Attachment]:
     rows = []
     for item in attachments:
@@ -209,7 +223,9 @@ class Handler:
         status: MessageStatus = MessageStatus.SENT,
     ) -> Message | None:
         """Insert the message in the customer's conversation; None if it was stored before."""
-        if await _find(self.session, inbox_id=found.inbox.id, mid=source_id) is not None:
+        stored = await _find(self.session, inbox_id=found.inbox.id, mid=source_id)
+        if stored is not None:  # a retry or a redelivery: only what may not have been queued yet
+            self.followups.downloads += await _pending_downloads(self.session, stored)
             return None
         _, contact, conversation = await self._thread(found)
         incoming = message_type == MessageType.INCOMING
