@@ -68,6 +68,11 @@ def backoff(job_try: int, *, hint: float | None = None, base: float | None = Non
     return max(delay, hint or 0.0)
 
 
+def retry_later(ctx: JobContext, error: BaseException) -> Retry:
+    """Run the job again after a backoff (never sooner than the error's hint, when it has one)."""
+    return Retry(defer=backoff(ctx["job_try"], hint=getattr(error, "retry_after", None)))
+
+
 async def park(
     session: AsyncSession, *, job_name: str, job_key: str, kwargs: dict[str, Any], error: str
 ) -> None:
@@ -113,7 +118,7 @@ async def run_job(
     except Exception as error:
         transient = is_transient(error)
         if transient and ctx["job_try"] < max_tries:
-            raise Retry(defer=backoff(ctx["job_try"], hint=getattr(error, "retry_after", None))) from error
+            raise retry_later(ctx, error) from error
         log.error("job failed", job_name=job.name, job_key=key, transient=transient, exc_info=not transient)
         async with ctx["sessionmaker"]() as session:
             await park(

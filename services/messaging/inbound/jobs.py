@@ -37,7 +37,7 @@ async def process_event(ctx: JobContext, event: dict[str, Any]) -> None:
     try:
         await _enqueue_followups(ctx, followups, key)
     except (RedisError, OSError) as error:  # the event is stored; its retry queues what is missing
-        raise Retry(defer=worker.backoff(ctx["job_try"])) from error
+        raise worker.retry_later(ctx, error) from error
 
 
 async def _enqueue_followups(ctx: JobContext, followups: messages.Followups, key: str) -> None:

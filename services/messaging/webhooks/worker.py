@@ -30,7 +30,7 @@ async def deliver_event(ctx: JobContext, event_id: int, webhook_id: int) -> None
             await session.commit()
     except Exception as error:  # Postgres or Redis restarting: try again, the delivery is not lost
         if worker.is_transient(error):
-            raise Retry(defer=worker.backoff(ctx["job_try"])) from error
+            raise worker.retry_later(ctx, error) from error
         raise
     if outcome.retry:
         raise Retry(defer=worker.backoff(ctx["job_try"]))
