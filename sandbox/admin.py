@@ -26,6 +26,7 @@ def _config(request: Request) -> SandboxConfig:
 
 @router.post("/reset")
 async def reset(request: Request) -> dict[str, bool]:
+    request.app.state.cancel_background()  # no webhook of the old world arrives after the reset
     _world(request).reset()
     request.app.state.config.update(asdict(request.app.state.initial_config))
     return {"success": True}

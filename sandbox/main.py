@@ -40,7 +40,12 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    def cancel_background() -> None:
+        for task in tasks:
+            task.cancel()
+
     app.state.background = background
+    app.state.cancel_background = cancel_background
 
     @app.exception_handler(GraphFault)
     async def graph_fault(_: Request, fault: GraphFault) -> JSONResponse:

@@ -161,12 +161,14 @@ def sandbox_url(database: str) -> Iterator[str]:
 
 @pytest.fixture
 async def sandbox(sandbox_url: str) -> AsyncIterator[Any]:
-    """The sandbox's admin client; the sandbox is reset before each test that uses it."""
+    """The sandbox's admin client; the sandbox is reset before and after each test that uses it
+    (after: its webhooks still in flight are cancelled before the Redis database is emptied)."""
     from sandbox.client import SandboxAdmin
 
     admin = SandboxAdmin(sandbox_url)
     await admin.reset()
     yield admin
+    await admin.reset()
     await admin.aclose()
 
 
