@@ -120,8 +120,10 @@ async def create_message(
         content_attributes=body.content_attributes,
         uploads=uploads,
     )
+    # The answer is read inside the transaction: an error after the commit would tell the client
+    # "not stored" about a stored reply, and its retry would send the reply twice.
+    [view] = await views.message_views(session, settings, [message])
     await session.commit()
     if not message.private:
         await enqueue(queue, SEND_MESSAGE, key=str(message.id), message_id=message.id)
-    [view] = await views.message_views(session, settings, [message])
     return view
