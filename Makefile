@@ -43,7 +43,7 @@ migrate: install
 bench: install
 	@$(BIN)/pip install -q -e '.[dev,bench]'
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null; } || echo "wrk not found: the throughput comparison uses the Python load generator"
-	@$(BIN)/python -m bench.run
+	@$(BIN)/python -m bench.run $(PARTS)
 
 clean:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tools.devstack stop; fi

@@ -606,31 +606,44 @@ def write_results(stack: Stack) -> None:
     print("\n" + "\n".join(lines))
 
 
-async def measure(stack: Stack, directory: Path) -> None:
+PARTS = ("ingest", "inbound", "outbound", "api", "sweep")
+
+
+async def measure(stack: Stack, directory: Path, parts: tuple[str, ...] = PARTS) -> None:
     sandbox = stack.url("sandbox")
     async with httpx.AsyncClient(base_url=sandbox) as client:
         token = (await client.post("/_sandbox/tokens", json={})).json()["access_token"]
         await client.post(f"/_sandbox/customers/{JANE}/last_message", json={})
     account_id, api_token = await seed_connected_account(stack.postgres.url, token)
-    sweep = bench_ingest(stack, directory)
-    plot(sweep)
-    subprocess.run(["redis-cli", "-p", str(stack.redis.port), "FLUSHDB"], capture_output=True, check=True)
-    await bench_inbound(stack, directory)
-    for name in [n for n in stack.services if n.startswith("inbound_worker")]:
-        stack.stop(name)
-    await bench_outbound(stack, sandbox, account_id)
-    await bench_api(stack, directory, account_id, api_token)
-    await bench_token_sweep(stack, sandbox)
+    if "ingest" in parts:
+        plot(bench_ingest(stack, directory))
+        subprocess.run(["redis-cli", "-p", str(stack.redis.port), "FLUSHDB"], capture_output=True, check=True)
+    if "inbound" in parts:
+        await bench_inbound(stack, directory)
+        for name in [n for n in stack.services if n.startswith("inbound_worker")]:
+            stack.stop(name)
+    if "outbound" in parts:
+        await bench_outbound(stack, sandbox, account_id)
+    if "api" in parts:
+        await bench_api(stack, directory, account_id, api_token)
+    if "sweep" in parts:
+        await bench_token_sweep(stack, sandbox)
 
 
 def main() -> None:
+    """`python -m bench.run [part ...]`: every part by default; results files only for a full run."""
+    parts = tuple(sys.argv[1:]) or PARTS
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        sys.exit(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
     started = time.perf_counter()
     directory = Path(tempfile.mkdtemp(prefix="inbox-bench-load-"))
     with running_stack(webhooks_workers=2, extra_env={"LOG_LEVEL": "WARNING"}) as stack:
         for name in ("sandbox", "webhooks", "messaging"):
             stack.start(name)
-        asyncio.run(measure(stack, directory))
-        write_results(stack)
+        asyncio.run(measure(stack, directory, parts))
+        if parts == PARTS:
+            write_results(stack)
     print(
         f"\nbench finished in {time.perf_counter() - started:.0f} s; see bench/results.md and bench/ingest_latency.png"
     )
