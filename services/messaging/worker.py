@@ -14,8 +14,8 @@ class WorkerSettings:
     functions = inbound.FUNCTIONS
     queue_name = Queue.INBOUND.value
     redis_settings = redis_settings_from(get_settings())
-    on_startup = worker.startup
-    on_shutdown = worker.shutdown
+    on_startup = inbound.startup
+    on_shutdown = inbound.shutdown
     on_job_start = worker.bind_job_logging
     max_jobs = worker.MAX_JOBS
     poll_delay = worker.POLL_DELAY_SECONDS

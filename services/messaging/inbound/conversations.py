@@ -1,8 +1,9 @@
 """Conversations: the contact's open one, else a reopened or new one, with gap-free display ids."""
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import DateTime, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events import Event, emit
@@ -15,6 +16,20 @@ async def _active(session: AsyncSession, contact_inbox: ContactInbox) -> Convers
         .where(Conversation.contact_inbox_id == contact_inbox.id, Conversation.status.in_(ACTIVE_STATUSES))
         .with_for_update()
     )
+
+
+async def active_many(session: AsyncSession, contact_inbox_ids: list[int]) -> dict[int, Conversation]:
+    """The open (or pending) conversations of these contacts, by contact_inbox id, locked in id
+    order (two workers locking overlapping sets wait for each other instead of deadlocking)."""
+    if not contact_inbox_ids:
+        return {}
+    rows = await session.scalars(
+        select(Conversation)
+        .where(Conversation.contact_inbox_id.in_(contact_inbox_ids), Conversation.status.in_(ACTIVE_STATUSES))
+        .order_by(Conversation.id)
+        .with_for_update()
+    )
+    return {conversation.contact_inbox_id: conversation for conversation in rows}
 
 
 async def conversation_for(
@@ -80,10 +95,33 @@ async def conversation_for(
     return conversation
 
 
-async def touch(session: AsyncSession, *, conversation: Conversation, at: datetime, incoming: bool) -> None:
-    """Keep activity time, unread count and the messaging window current (out-of-order safe)."""
-    values: dict[str, object] = {"last_activity_at": func.greatest(Conversation.last_activity_at, at)}
-    if incoming:
-        values["unread_count"] = Conversation.unread_count + 1
-        values["last_incoming_at"] = func.greatest(func.coalesce(Conversation.last_incoming_at, at), at)
-    await session.execute(update(Conversation).where(Conversation.id == conversation.id).values(**values))
+Activity = tuple[int, datetime, bool]  # (conversation id, message time, from the customer)
+_TIME = DateTime(timezone=True)
+_TABLE = cast(Table, Conversation.__table__)
+_TOUCH = (  # run for many rows at once: Core executemany, one round trip
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("conversation"))
+    .values(
+        last_activity_at=func.greatest(_TABLE.c.last_activity_at, bindparam("at", type_=_TIME)),
+        unread_count=_TABLE.c.unread_count + bindparam("unread"),
+        # greatest() ignores NULL: conversations without a new customer message keep theirs
+        last_incoming_at=func.greatest(_TABLE.c.last_incoming_at, bindparam("incoming_at", type_=_TIME)),
+    )
+)
+
+
+async def touch(session: AsyncSession, activity: list[Activity]) -> None:
+    """Keep activity time, unread count and the messaging window current (out-of-order safe), in
+    one round trip for any number of new messages."""
+    touched: dict[int, dict[str, Any]] = {}
+    for conversation, at, incoming in sorted(activity):  # id order: concurrent batches never deadlock
+        values = touched.setdefault(
+            conversation, {"conversation": conversation, "at": at, "unread": 0, "incoming_at": None}
+        )
+        values["at"] = max(values["at"], at)
+        if incoming:
+            values["unread"] += 1
+            values["incoming_at"] = max(values["incoming_at"] or at, at)
+    if touched:
+        connection = await session.connection()
+        await connection.execute(_TOUCH, list(touched.values()))

@@ -5,11 +5,12 @@ and events without a Meta id get a synthetic `source_id` from the event's determ
 so a redelivered or retried event changes nothing and emits no second webhook event.
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,8 +58,12 @@ class EchoMayBeOurs(Exception):
 class Followups:
     """Jobs to enqueue once the transaction has committed."""
 
-    enrich_contact_inbox: int | None = None
+    enrich: set[int] = field(default_factory=set)  # contact_inbox ids whose profile is owed
     downloads: list[int] = field(default_factory=list)
+
+    def merge(self, other: "Followups") -> None:
+        self.enrich |= other.enrich
+        self.downloads += other.downloads
 
 
 @dataclass
@@ -68,28 +73,38 @@ class Route:
     customer: str  # the customer's IGSID
 
 
-async def route(session: AsyncSession, event: InboundEvent) -> Route | None:
-    """The inbox the event belongs to: the business is the recipient, or the sender of an echo."""
+def _parties(event: InboundEvent) -> tuple[str, str]:
+    """(business, customer): the business is the recipient, or the sender of an echo."""
     sender = str((event.item.get("sender") or {}).get("id", ""))
     recipient = str((event.item.get("recipient") or {}).get("id", ""))
     business, customer = (sender, recipient) if event.kind == "echo" else (recipient, sender)
     if event.entry_id != "0":  # the Dashboard's test button sends entry id "0"
         business = event.entry_id
-    row = (
-        await session.execute(
-            select(Inbox, ChannelInstagram)
-            .join(ChannelInstagram, ChannelInstagram.id == Inbox.channel_id)
-            .where(ChannelInstagram.instagram_id == business)
-        )
-    ).one_or_none()
-    if row is None or not customer:
-        log.info(
-            "event for an Instagram account that is not connected; dropped",
-            business=business,
-            kind=event.kind,
-        )
-        return None
-    return Route(inbox=row[0], channel=row[1], customer=customer)
+    return business, customer
+
+
+async def route_many(session: AsyncSession, events: Sequence[InboundEvent]) -> list[Route | None]:
+    """The inbox each event belongs to (one query for all), None for an account not connected."""
+    parties = [_parties(event) for event in events]
+    rows = await session.execute(
+        select(Inbox, ChannelInstagram)
+        .join(ChannelInstagram, ChannelInstagram.id == Inbox.channel_id)
+        .where(ChannelInstagram.instagram_id.in_({business for business, _ in parties}))
+    )
+    inboxes = {channel.instagram_id: (inbox, channel) for inbox, channel in rows}
+    routes: list[Route | None] = []
+    for event, (business, customer) in zip(events, parties, strict=True):
+        found = inboxes.get(business)
+        if found is None or not customer:
+            log.info(
+                "event for an Instagram account that is not connected; dropped",
+                business=business,
+                kind=event.kind,
+            )
+            routes.append(None)
+        else:
+            routes.append(Route(inbox=found[0], channel=found[1], customer=customer))
+    return routes
 
 
 def event_time(event: InboundEvent) -> datetime:
@@ -105,23 +120,26 @@ async def _find(session: AsyncSession, *, inbox_id: int, mid: str | None) -> Mes
     )
 
 
-async def _insert(session: AsyncSession, **values: Any) -> Message | None:
-    """Insert once; None when a message with this (inbox_id, source_id) already exists."""
-    return await session.scalar(
-        insert(Message)
-        .values(**values)
-        .on_conflict_do_nothing(
-            index_elements=[Message.inbox_id, Message.source_id], index_where=text("source_id IS NOT NULL")
+async def _ids(session: AsyncSession, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """Message ids by (inbox_id, source_id), for the keys that are stored."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(Message.inbox_id, Message.source_id, Message.id).where(
+            tuple_(Message.inbox_id, Message.source_id).in_(keys)
         )
-        .returning(Message)
     )
+    return {(inbox_id, source_id or ""): id_ for inbox_id, source_id, id_ in rows}
 
 
-async def _pending_downloads(session: AsyncSession, message: Message) -> list[int]:
-    """Attachments of the message still waiting for their copy (their download job may be lost)."""
+async def _pending_downloads(session: AsyncSession, message_ids: Iterable[int]) -> list[int]:
+    """Attachments of these messages still waiting for their copy (their download job may be lost)."""
+    ids = list(message_ids)
+    if not ids:
+        return []
     pending = await session.scalars(
         select(Attachment.id).where(
-            Attachment.message_id == message.id,
+            Attachment.message_id.in_(ids),
             Attachment.file_type.in_(DOWNLOADED),
             Attachment.external_url.is_not(None),
             Attachment.storage_key.is_(None),
@@ -131,21 +149,145 @@ async def _pending_downloads(session: AsyncSession, message: Message) -> list[in
     return list(pending)
 
 
-def _attachment_rows(message: Message, attachments: list[dict[str, Any]]) -> list[Attachment]:
+def _attachment_rows(
+    account_id: int, message_id: int, attachments: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     rows = []
     for item in attachments:
         payload = item.get("payload") or {}
         kind = str(item.get("type", "fallback"))
         rows.append(
-            Attachment(
-                account_id=message.account_id,
-                message_id=message.id,
-                file_type=FILE_TYPES.get(kind, "fallback"),
-                external_url=payload.get("url") or payload.get("story_media_url"),
-                meta={"instagram_type": kind, **{k: v for k, v in payload.items() if k != "url"}},
-            )
+            {
+                "account_id": account_id,
+                "message_id": message_id,
+                "file_type": FILE_TYPES.get(kind, "fallback"),
+                "external_url": payload.get("url") or payload.get("story_media_url"),
+                "meta": {"instagram_type": kind, **{k: v for k, v in payload.items() if k != "url"}},
+            }
         )
     return rows
+
+
+@dataclass
+class Draft:
+    """A message for the customer's conversation, stored unless a message with its source_id is."""
+
+    route: Route
+    source_id: str
+    message_type: MessageType
+    content: str | None
+    content_attributes: dict[str, Any]
+    at: datetime
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return self.route.inbox.id, self.source_id
+
+
+Thread = tuple[ContactInbox, Contact, Conversation]
+
+
+async def threads(session: AsyncSession, routes: Sequence[Route], followups: Followups) -> list[Thread]:
+    """Each customer's contact and active conversation, created where missing (a query each for
+    the known ones, whatever their number). Owed profiles are added to `followups`."""
+    pairs = {(found.inbox.id, found.customer) for found in routes}
+    rows = await session.execute(
+        select(ContactInbox, Contact)
+        .join(Contact, Contact.id == ContactInbox.contact_id)
+        .where(tuple_(ContactInbox.inbox_id, ContactInbox.source_id).in_(pairs))
+    )
+    known: dict[tuple[int, str], tuple[ContactInbox, Contact]] = {
+        (ci.inbox_id, ci.source_id): (ci, contact) for ci, contact in rows
+    }
+    for found in routes:
+        pair = (found.inbox.id, found.customer)
+        if pair not in known:
+            contact_inbox, contact, _ = await contacts.contact_for(
+                session, inbox=found.inbox, igsid=found.customer
+            )
+            known[pair] = (contact_inbox, contact)
+    active = await conversations.active_many(session, [ci.id for ci, _ in known.values()])
+    result: list[Thread] = []
+    for found in routes:
+        contact_inbox, contact = known[(found.inbox.id, found.customer)]
+        conversation = active.get(contact_inbox.id)
+        if conversation is None:
+            conversation = await conversations.conversation_for(
+                session, inbox=found.inbox, contact_inbox=contact_inbox
+            )
+            active[contact_inbox.id] = conversation
+        if contacts.needs_profile(contact) and not found.channel.reauthorization_required:
+            followups.enrich.add(contact_inbox.id)
+        result.append((contact_inbox, contact, conversation))
+    return result
+
+
+async def store(session: AsyncSession, drafts: Sequence[Draft], followups: Followups) -> list[int | None]:
+    """Insert each draft's message in its customer's conversation, in a few statements for all of
+    them: the new message's id, or None where it was stored before (a retry or a redelivery, for
+    which only downloads that may not have been queued are added to `followups`)."""
+    stored = await _ids(session, {draft.key for draft in drafts})
+    followups.downloads += await _pending_downloads(session, stored.values())
+    fresh = list({draft.key: draft for draft in drafts if draft.key not in stored}.values())
+    if not fresh:
+        return [None] * len(drafts)
+    rows: list[dict[str, Any]] = []
+    for draft, (_, contact, conversation) in zip(
+        fresh, await threads(session, [d.route for d in fresh], followups), strict=True
+    ):
+        incoming = draft.message_type == MessageType.INCOMING
+        rows.append(
+            {
+                "account_id": draft.route.inbox.account_id,
+                "inbox_id": draft.route.inbox.id,
+                "conversation_id": conversation.id,
+                "message_type": int(draft.message_type),
+                "content": draft.content,
+                "content_attributes": draft.content_attributes,
+                "status": MessageStatus.SENT.value,
+                "source_id": draft.source_id,
+                "sender_type": "Contact" if incoming else None,
+                "sender_id": contact.id if incoming else None,
+                "created_at": draft.at,
+            }
+        )
+    inserted = {
+        (row.inbox_id, row.source_id): row
+        for row in await session.execute(
+            insert(Message)
+            .on_conflict_do_nothing(
+                index_elements=[Message.inbox_id, Message.source_id],
+                index_where=text("source_id IS NOT NULL"),
+            )
+            .returning(Message.id, Message.inbox_id, Message.source_id, Message.account_id),
+            rows,
+        )
+    }  # a message missing here was inserted by a concurrent delivery: it is that one's to announce
+    attachments: list[dict[str, Any]] = []
+    activity: list[conversations.Activity] = []
+    for draft, row in zip(fresh, rows, strict=True):
+        message = inserted.get(draft.key)
+        if message is None:
+            continue
+        attachments += _attachment_rows(message.account_id, message.id, draft.attachments)
+        activity.append((row["conversation_id"], draft.at, draft.message_type == MessageType.INCOMING))
+        emit(
+            session,
+            event=Event.MESSAGE_CREATED,
+            account_id=message.account_id,
+            inbox_id=message.inbox_id,
+            message_id=message.id,
+        )
+    if attachments:
+        saved = await session.execute(
+            insert(Attachment).returning(Attachment.id, Attachment.file_type, Attachment.external_url),
+            attachments,
+        )
+        followups.downloads += [a.id for a in saved if a.file_type in DOWNLOADED and a.external_url]
+    await conversations.touch(session, activity)
+    ids = {key: message.id for key, message in inserted.items()}
+    return [None if draft.key in stored else ids.get(draft.key) for draft in drafts]
 
 
 def _content_attributes(message: dict[str, Any], referral: dict[str, Any] | None) -> dict[str, Any]:
@@ -169,6 +311,53 @@ def _content_attributes(message: dict[str, Any], referral: dict[str, Any] | None
     return attributes
 
 
+def message_draft(event: InboundEvent, found: Route) -> Draft:
+    """A customer's message or postback (a button pressed) as the message to store."""
+    item = event.item
+    body = item.get("message") or {}
+    if event.kind == "postback":
+        postback = item["postback"]
+        body = {"mid": postback.get("mid"), "text": postback.get("title")}
+        attributes = {"postback_payload": postback.get("payload")}
+    else:
+        attributes = _content_attributes(body, None)
+    return Draft(
+        route=found,
+        source_id=str(body.get("mid") or f"{event.kind}:{event.key}"),
+        message_type=MessageType.INCOMING,
+        content=body.get("text"),
+        content_attributes=attributes,
+        at=event_time(event),
+        attachments=body.get("attachments") or [],
+    )
+
+
+async def _link_replies(session: AsyncSession, drafts: list[Draft]) -> None:
+    """A reply to a message we have also names that message's local id (`in_reply_to`)."""
+    wanted = {
+        (draft.route.inbox.id, draft.content_attributes["in_reply_to_external_id"])
+        for draft in drafts
+        if "in_reply_to_external_id" in draft.content_attributes
+    }
+    replied = await _ids(session, wanted)
+    for draft in drafts:
+        key = (draft.route.inbox.id, draft.content_attributes.get("in_reply_to_external_id"))
+        if key in replied:
+            draft.content_attributes["in_reply_to"] = replied[key]  # type: ignore[index]
+
+
+BATCHED_KINDS = frozenset({"message", "postback"})
+
+
+async def store_incoming(session: AsyncSession, events: Sequence[InboundEvent], followups: Followups) -> None:
+    """Customers' messages and postbacks (`BATCHED_KINDS`): any number in a few statements."""
+    routes = await route_many(session, events)
+    drafts = [message_draft(e, found) for e, found in zip(events, routes, strict=True) if found is not None]
+    if drafts:
+        await _link_replies(session, drafts)
+        await store(session, drafts, followups)
+
+
 class Handler:
     """Handles one event inside the caller's transaction."""
 
@@ -182,12 +371,13 @@ class Handler:
                 "event kind not handled by the inbox; dropped", kind=self.event.kind, field=self.event.field
             )
             return self.followups
-        found = await route(self.session, self.event)
+        if self.event.kind in BATCHED_KINDS:
+            await store_incoming(self.session, [self.event], self.followups)
+            return self.followups
+        (found,) = await route_many(self.session, [self.event])
         if found is None:
             return self.followups
         handler = {
-            "message": self.message,
-            "postback": self.message,
             "echo": self.echo,
             "read": self.read,
             "reaction": self.reaction,
@@ -200,17 +390,6 @@ class Handler:
 
     # -- shared steps ------------------------------------------------------------------
 
-    async def _thread(self, found: Route) -> tuple[ContactInbox, Contact, Conversation]:
-        contact_inbox, contact, _ = await contacts.contact_for(
-            self.session, inbox=found.inbox, igsid=found.customer
-        )
-        conversation = await conversations.conversation_for(
-            self.session, inbox=found.inbox, contact_inbox=contact_inbox
-        )
-        if contacts.needs_profile(contact) and not found.channel.reauthorization_required:
-            self.followups.enrich_contact_inbox = contact_inbox.id
-        return contact_inbox, contact, conversation
-
     async def _store(
         self,
         found: Route,
@@ -220,45 +399,19 @@ class Handler:
         content: str | None,
         content_attributes: dict[str, Any],
         attachments: list[dict[str, Any]] = (),  # type: ignore[assignment]
-        status: MessageStatus = MessageStatus.SENT,
-    ) -> Message | None:
-        """Insert the message in the customer's conversation; None if it was stored before."""
-        stored = await _find(self.session, inbox_id=found.inbox.id, mid=source_id)
-        if stored is not None:  # a retry or a redelivery: only what may not have been queued yet
-            self.followups.downloads += await _pending_downloads(self.session, stored)
-            return None
-        _, contact, conversation = await self._thread(found)
-        incoming = message_type == MessageType.INCOMING
-        at = event_time(self.event)
-        message = await _insert(
-            self.session,
-            account_id=found.inbox.account_id,
-            inbox_id=found.inbox.id,
-            conversation_id=conversation.id,
-            message_type=int(message_type),
+    ) -> int | None:
+        """Insert the message in the customer's conversation: its id, or None if it was stored before."""
+        draft = Draft(
+            route=found,
+            source_id=source_id,
+            message_type=message_type,
             content=content,
             content_attributes=content_attributes,
-            status=status.value,
-            source_id=source_id,
-            sender_type="Contact" if incoming else None,
-            sender_id=contact.id if incoming else None,
-            created_at=at,
+            at=event_time(self.event),
+            attachments=list(attachments),
         )
-        if message is None:  # a concurrent delivery won the insert
-            return None
-        rows = _attachment_rows(message, list(attachments))
-        self.session.add_all(rows)
-        await self.session.flush()
-        self.followups.downloads += [r.id for r in rows if r.file_type in DOWNLOADED and r.external_url]
-        await conversations.touch(self.session, conversation=conversation, at=at, incoming=incoming)
-        emit(
-            self.session,
-            event=Event.MESSAGE_CREATED,
-            account_id=message.account_id,
-            inbox_id=message.inbox_id,
-            message_id=message.id,
-        )
-        return message
+        (stored,) = await store(self.session, [draft], self.followups)
+        return stored
 
     def _updated(self, message: Message, **changes: Any) -> None:
         emit(
@@ -272,31 +425,6 @@ class Handler:
 
     # -- kinds -------------------------------------------------------------------------
 
-    async def message(self, found: Route) -> None:
-        item = self.event.item
-        body = item.get("message") or {}
-        if self.event.kind == "postback":
-            postback = item["postback"]
-            body = {"mid": postback.get("mid"), "text": postback.get("title")}
-            attributes = {"postback_payload": postback.get("payload")}
-        else:
-            attributes = _content_attributes(body, None)
-        mid = body.get("mid") or f"{self.event.kind}:{self.event.key}"
-        message = await self._store(
-            found,
-            source_id=str(mid),
-            message_type=MessageType.INCOMING,
-            content=body.get("text"),
-            content_attributes=attributes,
-            attachments=body.get("attachments") or [],
-        )
-        if message is not None and "in_reply_to_external_id" in attributes:
-            replied = await _find(
-                self.session, inbox_id=found.inbox.id, mid=attributes["in_reply_to_external_id"]
-            )
-            if replied is not None:
-                message.content_attributes = {**attributes, "in_reply_to": replied.id}
-
     async def echo(self, found: Route) -> None:
         body = self.event.item.get("message") or {}
         mine = await _find(self.session, inbox_id=found.inbox.id, mid=body.get("mid"))
@@ -305,7 +433,7 @@ class Handler:
                 mine.status = MessageStatus.SENT.value
                 self._updated(mine, status=[MessageStatus.PROGRESS.value, MessageStatus.SENT.value])
             return
-        _, _, conversation = await self._thread(found)
+        ((_, _, conversation),) = await threads(self.session, [found], self.followups)
         if await self._adopt(conversation, body):
             return
         if self.echo_patience:
