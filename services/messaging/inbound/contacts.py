@@ -1,9 +1,10 @@
 """Contacts: one per Instagram-scoped id and inbox, created on first sight, enriched from the profile."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,46 +14,68 @@ from shared.models import Contact, ContactInbox, Inbox
 PROFILE_MAX_AGE = timedelta(days=7)  # Instagram's picture URLs expire within days
 
 
-async def contact_for(
-    session: AsyncSession, *, inbox: Inbox, igsid: str
-) -> tuple[ContactInbox, Contact, bool]:
-    """The contact behind an IGSID in this inbox; (contact_inbox, contact, created).
+Pair = tuple[int, str]  # (inbox id, the customer's IGSID)
 
-    Concurrent first events from one person race on the unique (inbox_id, source_id): the loser
-    waits for the winner's commit, finds its row, and drops the contact it had just inserted.
+
+async def _known(session: AsyncSession, pairs: set[Pair]) -> dict[Pair, tuple[ContactInbox, Contact]]:
+    rows = await session.execute(
+        select(ContactInbox, Contact)
+        .join(Contact, Contact.id == ContactInbox.contact_id)
+        .where(tuple_(ContactInbox.inbox_id, ContactInbox.source_id).in_(pairs))
+    )
+    return {(ci.inbox_id, ci.source_id): (ci, contact) for ci, contact in rows}
+
+
+async def contacts_for(
+    session: AsyncSession, wanted: Sequence[tuple[Inbox, str]]
+) -> dict[Pair, tuple[ContactInbox, Contact]]:
+    """The contact behind each (inbox, IGSID), created where missing: a few statements for any number.
+
+    Concurrent first events from one person race on the unique (inbox_id, source_id): the loser's
+    insert waits for the winner's commit and skips; the loser drops the contact it had just made.
+    Inserts go in one order (sorted), so two batches waiting on each other's new rows cannot deadlock.
     """
-    row = (
-        await session.execute(
-            select(ContactInbox, Contact)
-            .join(Contact, Contact.id == ContactInbox.contact_id)
-            .where(ContactInbox.inbox_id == inbox.id, ContactInbox.source_id == igsid)
+    inboxes = {(inbox.id, igsid): inbox for inbox, igsid in wanted}
+    known = await _known(session, set(inboxes))
+    missing = sorted(pair for pair in inboxes if pair not in known)
+    if not missing:
+        return known
+    contact_ids = list(
+        await session.scalars(
+            insert(Contact).returning(Contact.id, sort_by_parameter_order=True),
+            [
+                {
+                    "account_id": inboxes[pair].account_id,
+                    "name": pair[1],
+                    "additional_attributes": {"instagram_id": pair[1]},
+                }
+                for pair in missing
+            ],
         )
-    ).one_or_none()
-    if row is not None:
-        return row[0], row[1], False
-    contact = Contact(account_id=inbox.account_id, name=igsid, additional_attributes={"instagram_id": igsid})
-    session.add(contact)
-    await session.flush()
-    created_id = await session.scalar(
-        insert(ContactInbox)
-        .values(contact_id=contact.id, inbox_id=inbox.id, source_id=igsid)
-        .on_conflict_do_nothing(index_elements=[ContactInbox.inbox_id, ContactInbox.source_id])
-        .returning(ContactInbox.id)
     )
-    if created_id is None:
-        await session.execute(delete(Contact).where(Contact.id == contact.id))
-        session.expunge(contact)
-        return await contact_for(session, inbox=inbox, igsid=igsid)
-    emit(
-        session,
-        event=Event.CONTACT_CREATED,
-        account_id=inbox.account_id,
-        inbox_id=inbox.id,
-        contact_id=contact.id,
+    linked = set(
+        await session.scalars(
+            insert(ContactInbox)
+            .on_conflict_do_nothing(index_elements=[ContactInbox.inbox_id, ContactInbox.source_id])
+            .returning(ContactInbox.contact_id),
+            [
+                {"contact_id": contact_id, "inbox_id": pair[0], "source_id": pair[1]}
+                for pair, contact_id in zip(missing, contact_ids, strict=True)
+            ],
+        )
     )
-    contact_inbox = await session.get(ContactInbox, created_id)
-    assert contact_inbox is not None
-    return contact_inbox, contact, True
+    if orphans := [contact_id for contact_id in contact_ids if contact_id not in linked]:
+        await session.execute(delete(Contact).where(Contact.id.in_(orphans)))
+    for pair, contact_id in zip(missing, contact_ids, strict=True):
+        if contact_id in linked:
+            emit(
+                session,
+                event=Event.CONTACT_CREATED,
+                account_id=inboxes[pair].account_id,
+                inbox_id=pair[0],
+                contact_id=contact_id,
+            )
+    return known | await _known(session, set(missing))
 
 
 def needs_profile(contact: Contact, now: datetime | None = None) -> bool:

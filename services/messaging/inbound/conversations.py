@@ -1,5 +1,6 @@
 """Conversations: the contact's open one, else a reopened or new one, with gap-free display ids."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -10,89 +11,91 @@ from shared.events import Event, emit
 from shared.models import ACTIVE_STATUSES, Account, ContactInbox, Conversation, ConversationStatus, Inbox
 
 
-async def _active(session: AsyncSession, contact_inbox: ContactInbox) -> Conversation | None:
-    return await session.scalar(
-        select(Conversation)
-        .where(Conversation.contact_inbox_id == contact_inbox.id, Conversation.status.in_(ACTIVE_STATUSES))
-        .with_for_update()
-    )
-
-
 async def active_many(session: AsyncSession, contact_inbox_ids: list[int]) -> dict[int, Conversation]:
-    """The open (or pending) conversations of these contacts, by contact_inbox id, locked in id
-    order (two workers locking overlapping sets wait for each other instead of deadlocking)."""
+    """The open (or pending) conversations of these contacts, by contact_inbox id. Not locked:
+    `touch` locks them just before the commit (and reopens one resolved in between)."""
     if not contact_inbox_ids:
         return {}
     rows = await session.scalars(
-        select(Conversation)
-        .where(Conversation.contact_inbox_id.in_(contact_inbox_ids), Conversation.status.in_(ACTIVE_STATUSES))
-        .order_by(Conversation.id)
-        .with_for_update()
+        select(Conversation).where(
+            Conversation.contact_inbox_id.in_(contact_inbox_ids), Conversation.status.in_(ACTIVE_STATUSES)
+        )
     )
     return {conversation.contact_inbox_id: conversation for conversation in rows}
 
 
-async def conversation_for(
-    session: AsyncSession, *, inbox: Inbox, contact_inbox: ContactInbox
-) -> Conversation:
-    """The open (or pending) conversation, reopening or creating one per `lock_to_single_conversation`.
+async def open_many(
+    session: AsyncSession, missing: Sequence[tuple[Inbox, ContactInbox]]
+) -> dict[int, Conversation]:
+    """A conversation for each contact without an active one, by contact_inbox id: the last one
+    reopened where the inbox is locked to a single conversation and there is one, else a new one.
 
-    Creation holds the account's row lock, so concurrent events serialize there: the second one
-    finds the first one's conversation, and display ids never gap or repeat.
+    This holds the accounts' row locks, so concurrent events serialize there: the later one finds
+    the earlier one's conversation, and display ids never gap or repeat.
     """
-    conversation = await _active(session, contact_inbox)
-    if conversation is not None:
-        return conversation
+    if not missing:
+        return {}
     # NO KEY UPDATE: it does not conflict with the KEY SHARE locks that inserts referencing the account take.
+    account_ids = sorted({inbox.account_id for inbox, _ in missing})
     await session.execute(
-        select(Account.id).where(Account.id == inbox.account_id).with_for_update(key_share=True)
+        select(Account.id)
+        .where(Account.id.in_(account_ids))
+        .order_by(Account.id)
+        .with_for_update(key_share=True)
     )
-    conversation = await _active(session, contact_inbox)
-    if conversation is not None:
-        return conversation
-    if inbox.lock_to_single_conversation:
-        last = await session.scalar(
-            select(Conversation)
-            .where(Conversation.contact_inbox_id == contact_inbox.id)
-            .order_by(Conversation.id.desc())
-            .limit(1)
-            .with_for_update()
+    opened = await active_many(session, [ci.id for _, ci in missing])  # made meanwhile by another event
+    single = [ci.id for inbox, ci in missing if inbox.lock_to_single_conversation and ci.id not in opened]
+    if single:
+        last = (
+            select(func.max(Conversation.id))
+            .where(Conversation.contact_inbox_id.in_(single))
+            .group_by(Conversation.contact_inbox_id)
         )
-        if last is not None:
-            previous, last.status = last.status, ConversationStatus.OPEN.value
+        for conversation in await session.scalars(
+            select(Conversation).where(Conversation.id.in_(last)).order_by(Conversation.id).with_for_update()
+        ):
+            previous, conversation.status = conversation.status, ConversationStatus.OPEN.value
             emit(
                 session,
                 event=Event.CONVERSATION_STATUS_CHANGED,
-                account_id=inbox.account_id,
-                inbox_id=inbox.id,
-                conversation_id=last.id,
+                account_id=conversation.account_id,
+                inbox_id=conversation.inbox_id,
+                conversation_id=conversation.id,
                 changed_attributes={"status": [previous, ConversationStatus.OPEN.value]},
             )
-            return last
-    display_id = await session.scalar(
-        update(Account)
-        .where(Account.id == inbox.account_id)
-        .values(last_display_id=Account.last_display_id + 1)
-        .returning(Account.last_display_id)
-    )
-    conversation = Conversation(
-        account_id=inbox.account_id,
-        inbox_id=inbox.id,
-        contact_id=contact_inbox.contact_id,
-        contact_inbox_id=contact_inbox.id,
-        display_id=display_id,
-        status=ConversationStatus.OPEN.value,
-    )
-    session.add(conversation)
+            opened[conversation.contact_inbox_id] = conversation
+    new = list({ci.id: (inbox, ci) for inbox, ci in missing if ci.id not in opened}.values())
+    for account_id in account_ids:
+        inboxes = [(inbox, ci) for inbox, ci in new if inbox.account_id == account_id]
+        if not inboxes:
+            continue
+        last_display_id = await session.scalar(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(last_display_id=Account.last_display_id + len(inboxes))
+            .returning(Account.last_display_id)
+        )
+        assert last_display_id is not None
+        for display_id, (inbox, ci) in enumerate(inboxes, start=last_display_id - len(inboxes) + 1):
+            opened[ci.id] = Conversation(
+                account_id=account_id,
+                inbox_id=inbox.id,
+                contact_id=ci.contact_id,
+                contact_inbox_id=ci.id,
+                display_id=display_id,
+                status=ConversationStatus.OPEN.value,
+            )
+            session.add(opened[ci.id])
     await session.flush()
-    emit(
-        session,
-        event=Event.CONVERSATION_CREATED,
-        account_id=inbox.account_id,
-        inbox_id=inbox.id,
-        conversation_id=conversation.id,
-    )
-    return conversation
+    for inbox, ci in new:
+        emit(
+            session,
+            event=Event.CONVERSATION_CREATED,
+            account_id=inbox.account_id,
+            inbox_id=inbox.id,
+            conversation_id=opened[ci.id].id,
+        )
+    return opened
 
 
 Activity = tuple[int, datetime, bool]  # (conversation id, message time, from the customer)
@@ -112,9 +115,13 @@ _TOUCH = (  # run for many rows at once: Core executemany, one round trip
 
 async def touch(session: AsyncSession, activity: list[Activity]) -> None:
     """Keep activity time, unread count and the messaging window current (out-of-order safe), in
-    one round trip for any number of new messages."""
+    two round trips for any number of new messages.
+
+    The conversations are locked here, in id order, so concurrent batches hold them only until
+    their commit and never deadlock. One that an agent resolved since it was looked up is reopened
+    by the customer's new message, as a reply to a resolved conversation reopens it."""
     touched: dict[int, dict[str, Any]] = {}
-    for conversation, at, incoming in sorted(activity):  # id order: concurrent batches never deadlock
+    for conversation, at, incoming in activity:
         values = touched.setdefault(
             conversation, {"conversation": conversation, "at": at, "unread": 0, "incoming_at": None}
         )
@@ -122,6 +129,26 @@ async def touch(session: AsyncSession, activity: list[Activity]) -> None:
         if incoming:
             values["unread"] += 1
             values["incoming_at"] = max(values["incoming_at"] or at, at)
-    if touched:
-        connection = await session.connection()
-        await connection.execute(_TOUCH, list(touched.values()))
+    if not touched:
+        return
+    locked = await session.execute(
+        select(Conversation.id, Conversation.status, Conversation.account_id, Conversation.inbox_id)
+        .where(Conversation.id.in_(touched))
+        .order_by(Conversation.id)
+        .with_for_update(key_share=True)
+    )
+    connection = await session.connection()
+    await connection.execute(_TOUCH, [touched[id_] for id_ in sorted(touched)])
+    for id_, status, account_id, inbox_id in locked:
+        if status not in ACTIVE_STATUSES and touched[id_]["unread"]:
+            await connection.execute(
+                update(_TABLE).where(_TABLE.c.id == id_).values(status=ConversationStatus.OPEN.value)
+            )
+            emit(
+                session,
+                event=Event.CONVERSATION_STATUS_CHANGED,
+                account_id=account_id,
+                inbox_id=inbox_id,
+                conversation_id=id_,
+                changed_attributes={"status": [status, ConversationStatus.OPEN.value]},
+            )

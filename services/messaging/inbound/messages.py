@@ -189,37 +189,20 @@ Thread = tuple[ContactInbox, Contact, Conversation]
 
 
 async def threads(session: AsyncSession, routes: Sequence[Route], followups: Followups) -> list[Thread]:
-    """Each customer's contact and active conversation, created where missing (a query each for
-    the known ones, whatever their number). Owed profiles are added to `followups`."""
-    pairs = {(found.inbox.id, found.customer) for found in routes}
-    rows = await session.execute(
-        select(ContactInbox, Contact)
-        .join(Contact, Contact.id == ContactInbox.contact_id)
-        .where(tuple_(ContactInbox.inbox_id, ContactInbox.source_id).in_(pairs))
-    )
-    known: dict[tuple[int, str], tuple[ContactInbox, Contact]] = {
-        (ci.inbox_id, ci.source_id): (ci, contact) for ci, contact in rows
-    }
-    for found in routes:
-        pair = (found.inbox.id, found.customer)
-        if pair not in known:
-            contact_inbox, contact, _ = await contacts.contact_for(
-                session, inbox=found.inbox, igsid=found.customer
-            )
-            known[pair] = (contact_inbox, contact)
+    """Each customer's contact and active conversation, created where missing, in a few statements
+    whatever their number. Owed profiles are added to `followups`."""
+    known = await contacts.contacts_for(session, [(found.inbox, found.customer) for found in routes])
+    customers = [known[found.inbox.id, found.customer] for found in routes]
     active = await conversations.active_many(session, [ci.id for ci, _ in known.values()])
+    missing = [
+        (found.inbox, ci) for found, (ci, _) in zip(routes, customers, strict=True) if ci.id not in active
+    ]
+    active |= await conversations.open_many(session, missing)
     result: list[Thread] = []
-    for found in routes:
-        contact_inbox, contact = known[(found.inbox.id, found.customer)]
-        conversation = active.get(contact_inbox.id)
-        if conversation is None:
-            conversation = await conversations.conversation_for(
-                session, inbox=found.inbox, contact_inbox=contact_inbox
-            )
-            active[contact_inbox.id] = conversation
+    for found, (contact_inbox, contact) in zip(routes, customers, strict=True):
         if contacts.needs_profile(contact) and not found.channel.reauthorization_required:
             followups.enrich.add(contact_inbox.id)
-        result.append((contact_inbox, contact, conversation))
+        result.append((contact_inbox, contact, active[contact_inbox.id]))
     return result
 
 
