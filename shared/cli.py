@@ -168,6 +168,18 @@ def replay_dead_letter(letter_id: int) -> None:
     typer.echo(run_or_exit(lambda: run_in_session(work)))
 
 
+@app.command()
+def worker(
+    settings: Annotated[
+        str, typer.Argument(help="the worker's settings class, e.g. services.messaging.worker.WorkerSettings")
+    ],
+) -> None:
+    """Run an arq worker (until SIGTERM: running jobs finish or go back to the queue)."""
+    from shared.worker import create_worker
+
+    create_worker(settings).run()
+
+
 def run_or_exit(action: Callable[[], T]) -> T:
     from shared.errors import AppError
 

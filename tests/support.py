@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
-from arq.worker import create_worker
+
+from shared.worker import create_worker
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ NGINX = (ROOT / "deploy" / "nginx.conf").read_text()
 
 
 def test_procfile_has_the_contract_processes() -> None:
-    modules = {words[1] for words in (command.split() for command in PROCFILE.values())}
+    modules = {command.split()[-1 if command.startswith("inboxctl") else 1] for command in PROCFILE.values()}
     assert {
         "services.auth.main:app",
         "services.webhooks.main:app",
@@ -35,7 +35,7 @@ def test_procfile_has_the_contract_processes() -> None:
         if command.startswith("uvicorn"):
             assert "--host ${HOST:-127.0.0.1}" in command and "--no-access-log" in command, name
         else:
-            assert command.startswith("arq "), name
+            assert command.startswith("inboxctl worker "), name
 
 
 @pytest.mark.parametrize("name", list(PROCFILE))

@@ -32,7 +32,7 @@ from tools.servers import PrivatePostgres, PrivateRedis, port_open
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".run"
-BIN = Path(sys.prefix) / "bin"  # the virtualenv's programs: inboxctl, honcho, uvicorn, arq
+BIN = Path(sys.prefix) / "bin"  # the virtualenv's programs: inboxctl, honcho, uvicorn
 LOCAL_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/inbox"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 THROWAWAY_POSTGRES_PORT = 55432

@@ -17,8 +17,9 @@ class WorkerSettings:
     on_startup = inbound.startup
     on_shutdown = inbound.shutdown
     on_job_start = worker.bind_job_logging
-    max_jobs = worker.MAX_JOBS
+    max_jobs = 400  # most wait together in one batch
     poll_delay = worker.POLL_DELAY_SECONDS
+    job_completion_wait = worker.SHUTDOWN_WAIT_SECONDS
     keep_result = 3600
     max_tries = 10
 
@@ -34,5 +35,6 @@ class OutboundWorkerSettings:
     on_job_start = worker.bind_job_logging
     max_jobs = worker.MAX_JOBS
     poll_delay = worker.POLL_DELAY_SECONDS
+    job_completion_wait = worker.SHUTDOWN_WAIT_SECONDS
     keep_result = 3600
     max_tries = 10

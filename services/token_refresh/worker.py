@@ -91,4 +91,5 @@ class WorkerSettings:
     on_job_start = worker.bind_job_logging
     max_jobs = 20
     poll_delay = worker.POLL_DELAY_SECONDS
+    job_completion_wait = worker.SHUTDOWN_WAIT_SECONDS
     keep_result = 3600

@@ -80,5 +80,6 @@ class EventsWorkerSettings:
     on_job_start = worker.bind_job_logging
     max_jobs = 200
     poll_delay = worker.POLL_DELAY_SECONDS
+    job_completion_wait = worker.SHUTDOWN_WAIT_SECONDS
     job_timeout = 60
     keep_result = 86_400
