@@ -200,3 +200,15 @@ def test_compose_file_is_accepted_by_docker_compose() -> None:
         env={**os.environ, "SECRET_KEY": "test-secret-key"},
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", [n for n, c in PROCFILE.items() if c.startswith("inboxctl worker ")])
+def test_every_worker_lets_running_jobs_finish_before_compose_kills_it(name: str) -> None:
+    from arq.utils import import_string
+
+    from shared.worker import SHUTDOWN_WAIT_SECONDS
+
+    settings = import_string(PROCFILE[name].split()[-1])
+    assert settings.__dict__["job_completion_wait"] == SHUTDOWN_WAIT_SECONDS  # set on the class itself
+    grace = SERVICES[name]["stop_grace_period"]
+    assert SHUTDOWN_WAIT_SECONDS < int(grace.rstrip("s"))

@@ -2,6 +2,9 @@
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 from collections import Counter
 from typing import Any
 
@@ -10,7 +13,7 @@ from arq.constants import in_progress_key_prefix
 
 from shared.queue import redis_settings_from
 from shared.settings import get_settings
-from shared.worker import create_worker
+from shared.worker import SHUTDOWN_WAIT_SECONDS, create_worker
 from tests.support import eventually
 
 QUEUE = "test-claims"
@@ -68,3 +71,37 @@ async def test_a_job_in_progress_elsewhere_or_not_yet_due_is_not_claimed(redis: 
         await worker.close()
     assert RUNS == Counter({"due": 1})
     assert set(await redis.zrange(QUEUE, 0, -1)) == {b"busy", b"later"}
+
+
+async def finish_slowly(ctx: dict[str, Any], key: str) -> None:
+    await ctx["redis"].set(f"{key}:started", b"1")
+    await asyncio.sleep(1.0)
+    await ctx["redis"].set(f"{key}:finished", b"1")
+
+
+async def connect(ctx: dict[str, Any]) -> None:
+    ctx["redis"] = ArqRedis.from_url(get_settings().REDIS_URL)
+
+
+class SlowSettings:
+    functions = [finish_slowly]
+    queue_name = QUEUE
+    redis_settings = redis_settings_from(get_settings())
+    on_startup = connect
+    job_completion_wait = SHUTDOWN_WAIT_SECONDS
+
+
+async def test_a_worker_stopped_with_sigterm_finishes_its_running_job(redis: ArqRedis) -> None:
+    await redis.enqueue_job("finish_slowly", "deploy", _job_id="slow", _queue_name=QUEUE)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shared.cli", "worker", f"{__name__}.SlowSettings", env=os.environ.copy()
+    )
+
+    async def started() -> bool:
+        return bool(await redis.exists("deploy:started"))
+
+    await eventually(started)
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 15) == 0
+    assert await redis.exists("deploy:finished") == 1  # the job ran to its end
+    assert await redis.zcard(QUEUE) == 0  # and is not left to run again
