@@ -43,6 +43,8 @@ class Batcher:
 
     async def submit(self, event: InboundEvent) -> None:
         """Returns once the event is stored and its follow-ups queued; BatchFailed when it is not."""
+        if self._task.done():  # closed: shutting down
+            raise BatchFailed("the batcher is closed")
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((event, future))
         self._arrived.set()
@@ -77,7 +79,7 @@ class Batcher:
             return BatchFailed(repr(error))
         try:
             await _enqueue_followups(self._ctx, followups)
-        except (RedisError, OSError) as error:  # stored; each job's retry queues what is missing
+        except Exception as error:  # stored; each job's retry queues what is missing
             return error
         return None
 
