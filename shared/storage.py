@@ -176,15 +176,19 @@ class S3Storage:
     async def open(self, key: str) -> StoredFile | None:
         response = await self._send(self._request("GET", key), stream=True)
         if response.status_code != 200:
-            body = await response.aread()
-            await response.aclose()
+            try:
+                body = await response.aread()
+            except httpx.TransportError:
+                body = b""
+            finally:
+                await response.aclose()
             if response.status_code == 404:
                 return None
             raise self._failure(response, body)
         length = response.headers.get("content-length")
         return StoredFile(
             size=int(length) if length and length.isdigit() else None,
-            chunks=response.aiter_bytes(CHUNK_BYTES),
+            chunks=response.aiter_raw(CHUNK_BYTES),  # as stored: Content-Length counts these
             close=response.aclose,
         )
 
