@@ -67,7 +67,8 @@ async def create_outgoing(
     uploads: list[Upload],
 ) -> Message:
     """Store a reply (status `progress` until Meta confirms it) or a private note (never sent).
-    Its files are saved first: a store that is down fails the request, and nothing is kept."""
+    Its files are saved before the caller commits: a store that is down fails the request, and
+    no message is kept."""
     content = content or None
     if content is None and not uploads:
         raise Unprocessable("a message needs content or at least one attachment")
