@@ -1,10 +1,12 @@
 """Graph endpoints under `/{version}/`: the account, customer profiles, webhook subscriptions, Send API."""
 
 import asyncio
+import hashlib
 import re
 import time
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Request, Response
 
 from sandbox import events
@@ -16,6 +18,7 @@ VERSION = re.compile(r"^v\d+\.\d+$")
 TEXT_LIMIT_BYTES = 1000
 ATTACHMENT_TYPES = {"image", "video", "audio", "file", "like_heart", "MEDIA_SHARE", "template"}
 SENDER_ACTIONS = {"react", "unreact", "typing_on", "typing_off", "mark_seen"}
+FETCH_TIMEOUT_SECONDS = 5.0
 
 
 def _context(request: Request, version: str) -> tuple[World, SandboxConfig, str]:
@@ -87,7 +90,10 @@ async def send(request: Request, version: str, owner: str) -> dict[str, Any]:
     if "sender_action" in body:
         return {"recipient_id": recipient}
     mid = world.new_mid()
-    world.sent.append(Sent(mid=mid, business=business, recipient=recipient, body=body, at=time.time()))
+    fetched = await _fetch_attachments(body)
+    world.sent.append(
+        Sent(mid=mid, business=business, recipient=recipient, body=body, at=time.time(), fetched=fetched)
+    )
     _send_echo(request, config, business, recipient, body, mid)
     return {"recipient_id": recipient, "message_id": mid}
 
@@ -107,7 +113,7 @@ def _validate(body: dict[str, Any]) -> str:
         raise GraphFault(
             100, "(#100) Length of param message[text] must be less than or equal to 1000", subcode=2534015
         )
-    attachments = message.get("attachments") or ([message["attachment"]] if "attachment" in message else [])
+    attachments = _attachments(message)
     if text is None and not attachments:
         raise GraphFault(100, "(#100) Message must have text or an attachment", subcode=2534015)
     if len(attachments) > 10:
@@ -125,6 +131,40 @@ def _validate(body: dict[str, Any]) -> str:
             )
     media = any(isinstance(a, dict) and a.get("type") in ("audio", "video") for a in attachments)
     return "media" if media else "text"
+
+
+def _attachments(message: dict[str, Any]) -> list[Any]:
+    """A message's attachments: one under `attachment`, or several under `attachments`."""
+    return message.get("attachments") or ([message["attachment"]] if "attachment" in message else [])
+
+
+async def _fetch_attachments(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Download each attachment URL, as Meta does when a message is sent, and say what came back
+    (status, content type, size and SHA-256 of the bytes, or the network error). A failed download
+    is only recorded: the send still succeeds."""
+    message = body.get("message") or {}
+    attachments = _attachments(message)
+    urls = [str(a["payload"]["url"]) for a in attachments if (a.get("payload") or {}).get("url")]
+    if not urls:
+        return []
+    fetched: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS) as client:
+        for url in urls:
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError as error:
+                fetched.append({"url": url, "error": f"{type(error).__name__}: {error}"})
+                continue
+            fetched.append(
+                {
+                    "url": url,
+                    "status": response.status_code,
+                    "content_type": response.headers.get("content-type"),
+                    "size": len(response.content),
+                    "sha256": hashlib.sha256(response.content).hexdigest(),
+                }
+            )
+    return fetched
 
 
 def _check_window(

@@ -153,6 +153,8 @@ class Sent:
     recipient: str
     body: dict[str, Any]
     at: float
+    # What the attachments' URLs answered when the message was sent (Meta downloads them then).
+    fetched: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

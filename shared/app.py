@@ -30,6 +30,7 @@ from shared.errors import AppError
 from shared.graph import GraphClient
 from shared.logging import configure_logging, get_logger
 from shared.settings import Settings, get_settings
+from shared.storage import Storage, storage_from
 
 log = get_logger("http")
 READY_TIMEOUT_SECONDS = 2.0
@@ -42,6 +43,7 @@ class State(TypedDict):
     redis: ArqRedis
     app_config: AppConfigCache
     graph: GraphClient
+    storage: Storage
 
 
 def create_redis_client(settings: Settings) -> ArqRedis:
@@ -58,6 +60,7 @@ async def open_state(
     redis = create_redis_client(settings)
     app_config = AppConfigCache(sessionmaker, settings)
     graph = GraphClient.create(settings, app_config.get)
+    storage = storage_from(settings)
     try:
         yield State(
             settings=settings,
@@ -66,8 +69,10 @@ async def open_state(
             redis=redis,
             app_config=app_config,
             graph=graph,
+            storage=storage,
         )
     finally:
+        await storage.aclose()
         await graph.aclose()
         await redis.aclose()
         await engine.dispose()
@@ -236,6 +241,11 @@ def _settings(request: Request) -> Settings:
     return _state(request)["settings"]
 
 
+def _storage(request: Request) -> Storage:
+    return _state(request)["storage"]
+
+
 QueueDep = Annotated[ArqRedis, Depends(_redis)]
 GraphDep = Annotated[GraphClient, Depends(_graph)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+StorageDep = Annotated[Storage, Depends(_storage)]

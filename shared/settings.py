@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     # Meta may sign with the Meta app secret instead of the Instagram one; both are accepted.
     META_APP_SECRET: SecretStr = SecretStr("")
     STORAGE_DIR: str = "storage"
+    # An S3-compatible bucket for attachments instead of STORAGE_DIR (empty: the local directory).
+    S3_BUCKET: str = ""
+    S3_ENDPOINT_URL: str = ""  # MinIO, R2, ...; empty: AWS's endpoint for S3_REGION
+    S3_REGION: str = "us-east-1"
+    S3_ACCESS_KEY_ID: str = ""
+    S3_SECRET_ACCESS_KEY: SecretStr = SecretStr("")
+    S3_KEY_PREFIX: str = ""  # prepended to every object key, e.g. "inbox/"
     PUBLIC_MEDIA_URL: str = "http://localhost:8003"
     APP_CONFIG_CACHE_SECONDS: float = 10.0
     RETRY_BASE_SECONDS: float = 2.0
@@ -60,6 +67,14 @@ class Settings(BaseSettings):
     def _refuse_dev_secret_in_production(self) -> "Settings":
         if self.APP_ENV == "production" and self.SECRET_KEY.get_secret_value() in ("", DEV_SECRET_KEY):
             raise ValueError("SECRET_KEY must be set to a real secret when APP_ENV=production")
+        return self
+
+    @model_validator(mode="after")
+    def _require_s3_credentials(self) -> "Settings":
+        if self.S3_BUCKET and not (self.S3_ACCESS_KEY_ID and self.S3_SECRET_ACCESS_KEY.get_secret_value()):
+            raise ValueError("S3_BUCKET is set: S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are required too")
+        if self.S3_BUCKET and not self.S3_REGION:
+            raise ValueError("S3_BUCKET is set: S3_REGION is required too (us-east-1 when unsure)")
         return self
 
 

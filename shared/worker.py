@@ -25,6 +25,7 @@ from shared.logging import configure_logging, get_logger
 from shared.models import DeadLetter
 from shared.queue import Job
 from shared.settings import get_settings
+from shared.storage import StorageUnavailable
 
 JobContext = dict[str, Any]
 T = TypeVar("T")
@@ -134,8 +135,10 @@ async def park(
 
 
 def is_transient(error: BaseException) -> bool:
-    """Worth retrying: Meta busy or unreachable, Postgres or Redis restarting, network trouble."""
-    if isinstance(error, GraphTransientError | RedisError | OSError | TimeoutError | PoolTimeout):
+    """Worth retrying: Meta or the attachment store busy or unreachable, Postgres or Redis
+    restarting, network trouble."""
+    transient = GraphTransientError | StorageUnavailable | RedisError | OSError | TimeoutError | PoolTimeout
+    if isinstance(error, transient):
         return True
     if isinstance(error, DBAPIError):
         cause = error.orig.__cause__ if error.orig is not None else None

@@ -6,10 +6,16 @@ database; after every test all rows are deleted and Redis is flushed.
 """
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,7 +91,7 @@ from shared.models import (  # noqa: E402
     User,
     metadata,
 )
-from shared.settings import get_settings  # noqa: E402
+from shared.settings import Settings, get_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -212,6 +218,125 @@ async def webhooks_client(database: str) -> AsyncIterator[httpx.AsyncClient]:
 
     async for client in _asgi_client(app):
         yield client
+
+
+# -- an S3-compatible server (moto) over real HTTP ----------------------------------------
+
+
+@contextmanager
+def configured(**environment: str) -> Iterator[Settings]:
+    """These environment variables for the test, and the settings they make: workers started
+    now read them, as do apps built with the settings returned."""
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
+
+
+@dataclass
+class S3Server:
+    url: str
+    access_key_id: str
+    secret_access_key: str
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def new_bucket(self) -> str:
+        bucket = f"inbox-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=bucket)
+        return bucket
+
+    def environment(self, bucket: str) -> dict[str, str]:
+        """The settings that keep attachments in `bucket` of this server."""
+        return {
+            "S3_BUCKET": bucket,
+            "S3_ENDPOINT_URL": self.url,
+            "S3_REGION": "us-east-1",
+            "S3_ACCESS_KEY_ID": self.access_key_id,
+            "S3_SECRET_ACCESS_KEY": self.secret_access_key,
+            "S3_KEY_PREFIX": "inbox/",
+        }
+
+
+@contextmanager
+def s3_server_on(port: int, *, check_signatures: bool = True) -> Iterator[S3Server]:
+    """moto's S3 server as a separate process. With `check_signatures`, it knows one IAM user
+    allowed s3:* and refuses any request not signed with that user's keys."""
+    import boto3
+
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/moto-api/", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the S3 server on port {port} did not start") from None
+                time.sleep(0.1)
+        server = S3Server(url, "testing", "testing")
+        if check_signatures:
+            iam = boto3.client(
+                "iam",
+                endpoint_url=url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            iam.create_user(UserName="inbox")
+            iam.put_user_policy(
+                UserName="inbox",
+                PolicyName="attachments",
+                PolicyDocument=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                    }
+                ),
+            )
+            keys = iam.create_access_key(UserName="inbox")["AccessKey"]
+            server = S3Server(url, keys["AccessKeyId"], keys["SecretAccessKey"])
+            httpx.post(f"{url}/moto-api/reset-auth", content=b"0").raise_for_status()
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(database: str) -> Iterator[S3Server]:
+    with s3_server_on(free_port()) as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: S3Server) -> Iterator[Settings]:
+    """Attachments are kept in a new bucket of the S3 server for this test."""
+    with configured(**s3_server.environment(s3_server.new_bucket())) as settings:
+        yield settings
 
 
 # -- factories ---------------------------------------------------------------------------

@@ -45,10 +45,11 @@ async def enrich_contact(
 
 
 async def download_attachment(
-    session: AsyncSession, graph: GraphClient, settings: Settings, *, attachment_id: int
+    session: AsyncSession, graph: GraphClient, files: storage.Storage, *, attachment_id: int
 ) -> None:
     """Copy the file from Meta's expiring URL into our storage. A refused download is recorded on
-    the attachment (it keeps the original URL); transient failures propagate to be retried."""
+    the attachment (it keeps the original URL); transient failures (Meta's or the store's)
+    propagate to be retried."""
     attachment = await session.get(Attachment, attachment_id, with_for_update=True)
     if attachment is None or attachment.storage_key or not attachment.external_url:
         return
@@ -64,7 +65,7 @@ async def download_attachment(
     attachment.content_type = content_type
     attachment.extension = storage.extension_for(content_type, attachment.external_url)
     attachment.file_size = len(response.content)
-    key = f"attachments/{attachment.account_id}/{attachment.id}/{storage.filename(attachment)}"
-    storage.storage_from(settings).save(key, response.content)
+    key = storage.attachment_key(attachment)
+    await files.save(key, response.content, content_type)
     attachment.storage_key = key
     attachment.download_error = None

@@ -163,7 +163,7 @@ async def enrich_contact(ctx: JobContext, contact_inbox_id: int) -> None:
 async def download_attachment(ctx: JobContext, attachment_id: int) -> None:
     async def work(session: AsyncSession) -> None:
         await enrichment.download_attachment(
-            session, ctx["graph"], ctx["settings"], attachment_id=attachment_id
+            session, ctx["graph"], ctx["storage"], attachment_id=attachment_id
         )
 
     kwargs = {"attachment_id": attachment_id}

@@ -8,7 +8,7 @@ from services.messaging import views
 from services.messaging.deps import ConversationDep
 from services.messaging.messages import service as messages
 from shared.access import AccountMember
-from shared.app import QueueDep, SessionDep, SettingsDep
+from shared.app import QueueDep, SessionDep, SettingsDep, StorageDep
 from shared.errors import Unprocessable
 from shared.models import Contact
 from shared.queue import SEND_MESSAGE, enqueue
@@ -101,6 +101,7 @@ async def create_message(
     member: AccountMember,
     session: SessionDep,
     settings: SettingsDep,
+    files: StorageDep,
     queue: QueueDep,
 ) -> MessageRead:
     """Store the reply (status `progress`) and queue it for sending; private notes are never sent."""
@@ -112,7 +113,7 @@ async def create_message(
         raise Unprocessable("only outgoing messages can be created through the API")
     message = await messages.create_outgoing(
         session,
-        settings,
+        files,
         conversation=conversation,
         user=member.user,
         content=body.content,

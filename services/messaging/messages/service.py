@@ -10,7 +10,6 @@ from shared import storage
 from shared.errors import NotFound, Unprocessable
 from shared.events import Event, emit
 from shared.models import Attachment, Conversation, Message, MessageStatus, MessageType, User
-from shared.settings import Settings
 
 TEXT_LIMIT_BYTES = 1000  # Instagram's limit is in UTF-8 bytes, not characters
 MB = 1024 * 1024
@@ -58,7 +57,7 @@ async def history(
 
 async def create_outgoing(
     session: AsyncSession,
-    settings: Settings,
+    files: storage.Storage,
     *,
     conversation: Conversation,
     user: User,
@@ -67,7 +66,9 @@ async def create_outgoing(
     content_attributes: dict[str, Any],
     uploads: list[Upload],
 ) -> Message:
-    """Store a reply (status `progress` until Meta confirms it) or a private note (never sent)."""
+    """Store a reply (status `progress` until Meta confirms it) or a private note (never sent).
+    Its files are saved before the caller commits: a store that is down fails the request, and
+    no message is kept."""
     content = content or None
     if content is None and not uploads:
         raise Unprocessable("a message needs content or at least one attachment")
@@ -98,7 +99,6 @@ async def create_outgoing(
     )
     session.add(message)
     await session.flush()
-    files = storage.storage_from(settings)
     for upload, file_type in zip(uploads, file_types, strict=True):
         attachment = Attachment(
             account_id=message.account_id,
@@ -111,10 +111,8 @@ async def create_outgoing(
         )
         session.add(attachment)
         await session.flush()
-        attachment.storage_key = (
-            f"attachments/{message.account_id}/{attachment.id}/{storage.filename(attachment)}"
-        )
-        files.save(attachment.storage_key, upload.data)
+        attachment.storage_key = storage.attachment_key(attachment)
+        await files.save(attachment.storage_key, upload.data, upload.content_type)
     conversation.last_activity_at = (
         message.created_at if message.created_at else conversation.last_activity_at
     )
