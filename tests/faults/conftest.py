@@ -28,6 +28,9 @@ FAULT_ENV = {
     "GRAPH_TIMEOUT_SECONDS": "1",
     "SANDBOX_WEBHOOK_RETRIES": "8",
     "LOG_LEVEL": "WARNING",
+    # A reply stored while Redis was away is sent by the recovery sweep within seconds.
+    "REPLY_RECOVERY_INTERVAL_SECONDS": "2",
+    "REPLY_RECOVERY_GRACE_SECONDS": "2",
 }
 
 
