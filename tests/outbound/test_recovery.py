@@ -20,7 +20,7 @@ from shared.queue import SEND_MESSAGE, Queue, job_id
 from shared.settings import Settings, get_settings
 from tests.conftest import _asgi_client
 from tests.outbound.conftest import Chat
-from tests.support import eventually, free_port, run_worker
+from tests.support import eventually, free_port, inboxctl, run_worker
 
 GRACE = get_settings().REPLY_RECOVERY_GRACE_SECONDS
 
@@ -90,6 +90,19 @@ async def test_a_reply_posted_while_redis_is_down_is_answered_then_recovered_and
     await redis.enqueue_job("recover_replies", _queue_name=Queue.OUTBOUND.value)
     await chat.send_all()  # a second sweep finds nothing left to send
     assert await sent_texts(chat) == ["sent after Redis came back"]
+
+
+async def test_inboxctl_replies_recover_runs_the_sweep_now(
+    chat: Chat, api_without_redis: httpx.AsyncClient, redis: ArqRedis
+) -> None:
+    reply = await reply_without_redis(chat, api_without_redis, "recovered by an operator")
+    await age(chat, reply)
+    ran = await asyncio.to_thread(inboxctl, "replies", "recover")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "enqueued 1, left to their queued or running job 0, given up 0"
+    assert await has_job(redis, reply)
+    await send_without_cron()
+    assert await sent_texts(chat) == ["recovered by an operator"]
 
 
 async def test_a_fresh_reply_within_the_grace_period_is_left_alone(
