@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sandbox import cli as sandbox_cli
+from services.messaging.outbound import cli as replies_cli
 from services.token_refresh import cli as tokens_cli
 from shared import app_config
 from shared.access import PLATFORM_APP_OWNER, USER_OWNER, issue_token
@@ -37,6 +38,7 @@ app.add_typer(super_admin, name="super-admin")
 app.add_typer(config, name="config")
 app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(tokens_cli.app, name="tokens")
+app.add_typer(replies_cli.app, name="replies")
 dead_letters = typer.Typer(
     help="Jobs that failed for good, parked for inspection and replay.", no_args_is_help=True
 )

@@ -5,6 +5,7 @@ from enum import StrEnum
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio.retry import Retry
@@ -71,33 +72,60 @@ async def enqueue(
 
 # Enqueue several jobs in one round trip, exactly as arq's enqueue_job would (same keys, same
 # serialized job, same expiry): skip a job whose id is queued, running or has a kept result.
+# With ARGV[3] == '1' a kept result does not block: it is dropped and the job enqueued again.
 ENQUEUE_MANY = """
+local replace_finished = ARGV[3] == '1'
 local created = {}
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local queue, id, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('EXISTS', 'arq:job:' .. id, 'arq:result:' .. id) == 0 then
+  local blocked = redis.call('EXISTS', 'arq:job:' .. id) == 1
+    or (not replace_finished and redis.call('EXISTS', 'arq:result:' .. id) == 1)
+  if blocked then
+    created[#created + 1] = 0
+  else
+    redis.call('DEL', 'arq:result:' .. id)
     redis.call('PSETEX', 'arq:job:' .. id, ARGV[2], payload)
     redis.call('ZADD', queue, ARGV[1], id)
     created[#created + 1] = 1
-  else
-    created[#created + 1] = 0
   end
 end
 return created
 """
 
 
-async def enqueue_many(redis: ArqRedis, jobs: list[tuple[Job, str, dict[str, Any]]]) -> list[bool]:
-    """Like `enqueue` for each (job, key, kwargs), atomically and in one round trip."""
+async def enqueue_many(
+    redis: ArqRedis, jobs: list[tuple[Job, str, dict[str, Any]]], *, replace_finished: bool = False
+) -> list[bool]:
+    """Like `enqueue` for each (job, key, kwargs), atomically and in one round trip.
+    `replace_finished`: a job that finished (its result is kept) is enqueued again."""
     if not jobs:
         return []
     now_ms = timestamp_ms()
-    argv: list[Any] = [now_ms, redis.expires_extra_ms]
+    argv: list[Any] = [now_ms, redis.expires_extra_ms, int(replace_finished)]
     for job, key, kwargs in jobs:
         payload = serialize_job(job.name, (), kwargs, None, now_ms, serializer=redis.job_serializer)
         argv += [job.queue.value, job_id(job, key), payload]
     created = await redis.eval(ENQUEUE_MANY, 0, *argv)  # type: ignore[misc]
     return [bool(flag) for flag in created]
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"  # waiting, deferred, retrying or running
+    FINISHED = "finished"  # done; its kept result blocks a new job under the same id
+    ABSENT = "absent"  # no trace: never enqueued, or its result expired
+
+
+async def job_states(redis: ArqRedis, job: Job, keys: list[str]) -> list[JobState]:
+    """Where each job (by key) stands, in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.exists(job_key_prefix + job_id(job, key))
+            pipe.exists(result_key_prefix + job_id(job, key))
+        flags = await pipe.execute()
+    return [
+        JobState.QUEUED if queued else JobState.FINISHED if finished else JobState.ABSENT
+        for queued, finished in zip(flags[::2], flags[1::2], strict=True)
+    ]
 
 
 def redis_settings_from(settings: Settings) -> RedisSettings:

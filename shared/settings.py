@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Meta's Send API limits per Instagram account (calls per second): text, and audio/video.
     SEND_RATE_LIMIT_PER_SECOND: int = 100
     MEDIA_SEND_RATE_LIMIT_PER_SECOND: int = 10
+    # The outbound worker's sweep for replies left in `progress` without a send job (Redis failed
+    # between the reply's commit and its enqueue): how often it runs (1-60 s), and how old a reply
+    # must be before it is touched (younger ones may still have their enqueue in flight).
+    REPLY_RECOVERY_INTERVAL_SECONDS: int = 60
+    REPLY_RECOVERY_GRACE_SECONDS: int = 60
     # Account webhooks (events for API consumers).
     WEBHOOK_ALLOW_PRIVATE_ADDRESSES: bool = False
     EVENT_DISPATCH_INTERVAL_SECONDS: float = 0.2

@@ -1,7 +1,10 @@
 """Helpers for tests: real servers on threads, real workers in burst mode."""
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -62,3 +65,10 @@ async def eventually(predicate: Any, *, timeout: float = 10.0, interval: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last result: {result!r})")
         await asyncio.sleep(interval)
+
+
+def inboxctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """The operator CLI in a subprocess, with this test run's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args], capture_output=True, text=True, env=os.environ.copy()
+    )

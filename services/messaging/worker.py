@@ -25,9 +25,11 @@ class WorkerSettings:
 
 
 class OutboundWorkerSettings:
-    """Outbound: agent replies go out through the Instagram Send API."""
+    """Outbound: agent replies go out through the Instagram Send API; a sweep every minute
+    (REPLY_RECOVERY_INTERVAL_SECONDS) enqueues replies left in progress without a send job."""
 
     functions = outbound.FUNCTIONS
+    cron_jobs = outbound.CRON_JOBS
     queue_name = Queue.OUTBOUND.value
     redis_settings = redis_settings_from(get_settings())
     on_startup = worker.startup

@@ -22,6 +22,11 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
 
 
+# Replies not yet confirmed by Meta: few at any time, read by the outbound recovery sweep. A query
+# must repeat this exact text (with literals, never parameters) for Postgres to use the index.
+WAITING_TO_SEND = text("message_type = 1 AND status = 'progress' AND NOT private AND source_id IS NULL")
+
+
 class Message(IdMixin, Base):
     __tablename__ = "messages"
     __table_args__ = (
@@ -34,6 +39,7 @@ class Message(IdMixin, Base):
             postgresql_where=text("source_id IS NOT NULL"),
         ),
         Index("ix_messages_conversation_id_created_at_id", "conversation_id", "created_at", "id"),
+        Index("ix_messages_waiting_to_send", "id", postgresql_where=WAITING_TO_SEND),
     )
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))

@@ -28,6 +28,9 @@ FAULT_ENV = {
     "GRAPH_TIMEOUT_SECONDS": "1",
     "SANDBOX_WEBHOOK_RETRIES": "8",
     "LOG_LEVEL": "WARNING",
+    # A reply stored while Redis was away is sent by the recovery sweep within seconds.
+    "REPLY_RECOVERY_INTERVAL_SECONDS": "2",
+    "REPLY_RECOVERY_GRACE_SECONDS": "2",
 }
 
 
@@ -102,7 +105,8 @@ class System:
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"not settled: stored {stored}/{len(set(self.acked))}, sent {sent}/{len(self.replies)}, pending {pending}"
+                    f"not settled: stored {stored}/{len(set(self.acked))}, sent {sent}/{len(self.replies)}, pending {pending}; "
+                    f"replies not sent: {await self._unsent()}"
                 )
             await asyncio.sleep(0.25)
         sent_texts = [s["body"]["message"]["text"] for s in await self.sandbox.sent()]
@@ -118,6 +122,16 @@ class System:
         }
         print(f"\nfault report {self.faults}: {report}")
         return report
+
+    async def _unsent(self) -> list[tuple[object, ...]]:
+        """(content, status, content_attributes) of every reply not sent, to say why."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(Message.content, Message.status, Message.content_attributes).where(
+                    Message.message_type == 1, Message.status != "sent"
+                )
+            )
+            return [tuple(row) for row in rows]
 
     async def _counts(self) -> tuple[int, int, int]:
         async with self.engine.connect() as connection:

@@ -4,9 +4,11 @@ Select with `-m fault`."""
 
 import asyncio
 
+import httpx
 import pytest
 
 from tests.faults.conftest import System
+from tests.support import eventually
 
 pytestmark = pytest.mark.fault
 EVENTS, RATE = 120, 60.0
@@ -86,3 +88,36 @@ async def test_sandbox_errors_and_timeouts(system: System) -> None:
         system.faults.append("Send API: 3 x 500, 2 x timeout, 2 x code 2")
 
     await _with_fault(system, "meta", fault)
+
+
+async def test_a_reply_posted_while_redis_is_down_is_answered_and_sent_once_it_is_back(
+    system: System,
+) -> None:
+    supervisor = asyncio.create_task(_supervise(system))
+    try:
+        await system.stream(1, rate=10, prefix="down")
+        async with httpx.AsyncClient(base_url=system.stack.url("messaging"), timeout=10) as client:
+            conversations = f"/api/v1/accounts/{system.account_id}/conversations"
+
+            async def listed() -> list[dict[str, object]]:
+                answer = await client.get(conversations, headers=system.headers)
+                return answer.json()["data"]["payload"] if answer.status_code == 200 else []
+
+            [conversation] = await eventually(listed)
+            system.stack.redis.stop()
+            system.faults.append("stop redis")
+            try:
+                answer = await client.post(
+                    f"{conversations}/{conversation['id']}/messages",
+                    json={"content": "written while Redis was down"},
+                    headers=system.headers,
+                )
+            finally:
+                system.stack.redis.start()
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "progress"
+        system.replies.append("written while Redis was down")
+        report = await system.settled()
+    finally:
+        supervisor.cancel()
+    assert report["lost"] == 0 and report["duplicated"] == 0

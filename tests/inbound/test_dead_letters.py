@@ -1,7 +1,3 @@
-import os
-import subprocess
-import sys
-
 from arq.connections import ArqRedis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,12 +7,7 @@ from shared.models import DeadLetter
 from shared.queue import PROCESS_EVENT, enqueue
 from shared.schemas.events import split_delivery
 from tests.inbound.conftest import ACME, JANE, Connected
-
-
-def inboxctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args], capture_output=True, text=True, env=os.environ.copy()
-    )
+from tests.support import inboxctl
 
 
 async def test_a_malformed_event_is_parked_not_lost_and_a_parked_event_can_be_replayed(

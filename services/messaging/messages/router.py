@@ -3,6 +3,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, ValidationError
+from redis.exceptions import RedisError
 
 from services.messaging import views
 from services.messaging.deps import ConversationDep
@@ -10,10 +11,12 @@ from services.messaging.messages import service as messages
 from shared.access import AccountMember
 from shared.app import QueueDep, SessionDep, SettingsDep, StorageDep
 from shared.errors import Unprocessable
+from shared.logging import get_logger
 from shared.models import Contact
 from shared.queue import SEND_MESSAGE, enqueue
 from shared.schemas.api import MessageList, MessageListMeta, MessageRead
 
+log = get_logger("messages")
 router = APIRouter(
     prefix="/api/v1/accounts/{account_id}/conversations/{conversation_id}/messages", tags=["messages"]
 )
@@ -126,5 +129,14 @@ async def create_message(
     [view] = await views.message_views(session, settings, [message])
     await session.commit()
     if not message.private:
-        await enqueue(queue, SEND_MESSAGE, key=str(message.id), message_id=message.id)
+        try:
+            await enqueue(queue, SEND_MESSAGE, key=str(message.id), message_id=message.id)
+        except (RedisError, OSError) as error:
+            # Stored, so answered as stored: a 500 would make the client post it a second time.
+            # The outbound worker's recovery sweep enqueues it once Redis answers again.
+            log.warning(
+                "reply stored but its send job not enqueued; the recovery sweep will send it",
+                message_id=message.id,
+                error=f"{type(error).__name__}: {error}"[:300],
+            )
     return view

@@ -1,16 +1,21 @@
 """Outbound jobs (queue `outbound`): replies go out through the Instagram Send API."""
 
-from arq import Retry, func
+from dataclasses import asdict
+
+from arq import Retry, cron, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.messaging.outbound import recovery
 from services.messaging.outbound import service as outbound
 from shared import worker
 from shared.graph import GraphTransientError
+from shared.logging import get_logger
 from shared.models import Message
 from shared.queue import SEND_MESSAGE
 from shared.settings import get_settings
 from shared.worker import JobContext
 
+log = get_logger("outbound")
 MAX_TRIES = 12
 # Deferrals (ordering, rate limit) are retries too; allow many before giving up.
 MAX_JOB_TRIES = 1000
@@ -61,11 +66,37 @@ async def _send(ctx: JobContext, message_id: int) -> int | None:
     )
 
 
+async def recover_replies(ctx: JobContext) -> dict[str, int]:
+    """The recovery sweep (see recovery.py): replies in progress without a live send job get one."""
+    report = await recovery.sweep(
+        ctx["sessionmaker"], ctx["redis"], grace_seconds=ctx["settings"].REPLY_RECOVERY_GRACE_SECONDS
+    )
+    if report.enqueued or report.given_up:
+        log.info("reply recovery done", **asdict(report))
+    return asdict(report)
+
+
+def _every(seconds: int) -> set[int]:
+    """The seconds of each minute at which a cron job runs about every `seconds` (1-60)."""
+    return set(range(0, 60, min(max(seconds, 1), 60)))
+
+
 FUNCTIONS = [
     func(
         send_message,
         name=SEND_MESSAGE.name,
         max_tries=MAX_JOB_TRIES,
+        timeout=get_settings().JOB_TIMEOUT_SECONDS,
+    )
+]
+# Several outbound workers each schedule the sweep; `unique` gives each run one job id, so one
+# worker runs it (and overlapping runs would take different replies: rows are locked SKIP LOCKED).
+CRON_JOBS = [
+    cron(
+        recover_replies,
+        name="recover_replies",
+        second=_every(get_settings().REPLY_RECOVERY_INTERVAL_SECONDS),
+        unique=True,
         timeout=get_settings().JOB_TIMEOUT_SECONDS,
     )
 ]

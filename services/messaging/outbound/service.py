@@ -101,6 +101,21 @@ def _await_echo(message: Message, reason: str) -> None:
     _set(message, outcome_unknown=True, external_error=f"{reason}; awaiting Instagram's echo")
 
 
+def _part_in_flight(message: Message) -> bool:
+    """A part's request went out and its answer never came back: it may have been sent."""
+    sending = message.content_attributes.get("sending_part")
+    return bool(sending) and sending not in message.content_attributes.get("sent_parts", {})
+
+
+def give_up(session: AsyncSession, message: Message, reason: str) -> None:
+    """Stop sending the message: failed with the reason, unless a part may have gone out (then
+    Meta's echo settles it, as after a timeout)."""
+    if _part_in_flight(message):
+        _await_echo(message, reason)
+    else:
+        fail(session, message, reason)
+
+
 def _window_tag(out: Outbound, app: InstagramApp, now: datetime) -> dict[str, str] | None:
     """{} inside 24 h; the HUMAN_AGENT tag up to 7 days when enabled; None when Instagram would refuse."""
     since = out.conversation.last_incoming_at
@@ -181,8 +196,7 @@ async def send(
         or message.content_attributes.get("outcome_unknown")
     ):
         return None
-    interrupted = message.content_attributes.get("sending_part")
-    if interrupted and interrupted not in message.content_attributes.get("sent_parts", {}):
+    if _part_in_flight(message):
         _await_echo(message, "a send was interrupted before Instagram answered")
         return None
     if await _earlier_in_flight(session, message):
