@@ -1,10 +1,10 @@
-"""Concurrent deliveries share Redis round trips: one `enqueue_many` call for all that are waiting.
+"""Concurrent deliveries share Redis round trips: one enqueue command for all that are waiting.
 
-A delivery adds its jobs and waits. One flush at a time sends the jobs of every waiting delivery
-in a single `shared.queue.enqueue_many` call (one atomic Lua script, the same job ids and arq job
-format as enqueueing each delivery alone) and hands each delivery the created flags of its own
-jobs. Deliveries that arrive while a flush is in flight wait for the next one, so under load a
-round trip carries many deliveries and at low load a delivery waits for nobody.
+A delivery adds its jobs and waits. On the next loop tick one flush sends the jobs of every
+waiting delivery as a single `shared.queue.enqueue_many_command` (one atomic Lua script: the same
+job ids and arq job format as `enqueue_many` for each delivery alone) and hands each delivery the
+created flags of its own jobs. Under load a round trip carries many deliveries; at low load a
+delivery waits for nobody. Flushes in flight each hold a connection of their own.
 
 A flush that fails (Redis down, a timeout) fails every delivery of that flush with the same
 error, so none of them is acknowledged; Meta redelivers, and the job ids make a redelivery of
@@ -15,9 +15,10 @@ import asyncio
 from typing import Any
 
 from arq.connections import ArqRedis
+from redis.asyncio.connection import AbstractConnection
 
 from services.webhooks import metrics
-from shared.queue import Job, enqueue_many
+from shared.queue import Job, enqueue_many_command
 
 JobSpec = tuple[Job, str, dict[str, Any]]
 
@@ -27,6 +28,10 @@ class EnqueueBatcher:
         self.redis = redis
         self._waiting: list[tuple[list[JobSpec], asyncio.Future[list[bool]]]] = []
         self._flushes: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references
+        # One connection per flush in flight, kept for the next flushes. Sent on directly, they
+        # skip the client's per-command pool and retry machinery.
+        self._connections: list[AbstractConnection] = []
+        self._idle: list[AbstractConnection] = []
 
     async def enqueue_many(self, jobs: list[JobSpec]) -> list[bool]:
         """Like `shared.queue.enqueue_many`, sharing the round trip with concurrent callers."""
@@ -43,9 +48,15 @@ class EnqueueBatcher:
     async def _flush(self) -> None:
         batch, self._waiting = self._waiting, []
         metrics.ENQUEUE_ROUND_TRIPS.inc()
+        connection = self._idle.pop() if self._idle else self._connect()
         try:
-            created = await enqueue_many(self.redis, [job for jobs, _ in batch for job in jobs])
+            await connection.send_command(
+                *enqueue_many_command(self.redis, [j for jobs, _ in batch for j in jobs])
+            )
+            created = [bool(flag) for flag in await connection.read_response()]
         except Exception as error:
+            await connection.disconnect(nowait=True)  # it connects again when used next
+            self._idle.append(connection)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -54,8 +65,18 @@ class EnqueueBatcher:
             for _, future in batch:
                 future.cancel()
             raise
+        self._idle.append(connection)
         start = 0
         for jobs, future in batch:
             if not future.done():  # a delivery cancelled while waiting gets no answer
                 future.set_result(created[start : start + len(jobs)])
             start += len(jobs)
+
+    def _connect(self) -> AbstractConnection:
+        connection = self.redis.connection_pool.make_connection()  # connects when first used
+        self._connections.append(connection)
+        return connection
+
+    async def aclose(self) -> None:
+        for connection in self._connections:
+            await connection.disconnect()

@@ -73,12 +73,14 @@ async def lifespan(app: FastAPI, state: State) -> AsyncIterator[dict[str, Any]]:
                 log.warning("app config refresh failed", error=str(error))
 
     task = asyncio.create_task(keep_fresh())
+    batcher = EnqueueBatcher(state["redis"])
     try:
-        yield {"batcher": EnqueueBatcher(state["redis"])}
+        yield {"batcher": batcher}
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await batcher.aclose()
 
 
 def create_webhooks_app(settings: Settings | None = None) -> FastAPI:

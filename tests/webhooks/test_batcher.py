@@ -40,13 +40,16 @@ async def test_concurrent_callers_share_one_round_trip_and_get_their_own_flags(r
     batcher = EnqueueBatcher(redis)
     before = counter(ROUND_TRIPS)
 
-    answers = await asyncio.gather(
-        batcher.enqueue_many([job("a"), job("b")]),
-        batcher.enqueue_many([job("b"), job("c")]),
-        batcher.enqueue_many([]),
-        batcher.enqueue_many([job("d")]),
-        batcher.enqueue_many([job("c"), job("e"), job("a")]),
-    )
+    try:
+        answers = await asyncio.gather(
+            batcher.enqueue_many([job("a"), job("b")]),
+            batcher.enqueue_many([job("b"), job("c")]),
+            batcher.enqueue_many([]),
+            batcher.enqueue_many([job("d")]),
+            batcher.enqueue_many([job("c"), job("e"), job("a")]),
+        )
+    finally:
+        await batcher.aclose()
 
     assert answers == [[False, True], [False, True], [], [True], [False, True, False]]
     assert counter(ROUND_TRIPS) - before == 1
