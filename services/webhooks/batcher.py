@@ -26,6 +26,7 @@ JobSpec = tuple[Job, str, dict[str, Any]]
 class EnqueueBatcher:
     def __init__(self, redis: ArqRedis) -> None:
         self.redis = redis
+        self.timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
         self._waiting: list[tuple[list[JobSpec], asyncio.Future[list[bool]]]] = []
         self._flushes: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references
         # One connection per flush in flight, kept for the next flushes. Sent on directly, they
@@ -50,10 +51,10 @@ class EnqueueBatcher:
         metrics.ENQUEUE_ROUND_TRIPS.inc()
         connection = self._idle.pop() if self._idle else self._connect()
         try:
-            await connection.send_command(
-                *enqueue_many_command(self.redis, [j for jobs, _ in batch for j in jobs])
-            )
-            created = [bool(flag) for flag in await connection.read_response()]
+            command = enqueue_many_command(self.redis, [job for jobs, _ in batch for job in jobs])
+            async with asyncio.timeout(self.timeout):
+                await connection.send_command(*command)
+                created = [bool(flag) for flag in await connection.read_response()]
         except Exception as error:
             await connection.disconnect(nowait=True)  # it connects again when used next
             self._idle.append(connection)
@@ -73,7 +74,10 @@ class EnqueueBatcher:
             start += len(jobs)
 
     def _connect(self) -> AbstractConnection:
-        connection = self.redis.connection_pool.make_connection()  # connects when first used
+        """A connection like the client's, that connects when first used. The round trip as a
+        whole has the client's socket timeout, so redis-py adds no timeout task per command."""
+        pool = self.redis.connection_pool
+        connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
         self._connections.append(connection)
         return connection
 
