@@ -136,6 +136,8 @@ def delivery_events(payload: Any) -> list[dict[str, Any]]:
             raise InvalidPayload('each entry must be an object with an "id"')
         entry_id, entry_time = str(entry["id"]), _int(entry.get("time"))
         changes = entry.get("changes", [])
+        if not isinstance(changes, list):
+            raise InvalidPayload('"changes" must be a list')
         if "field" in entry and "value" in entry:  # `field`/`value` straight under the entry
             changes = [*changes, {"field": entry["field"], "value": entry["value"]}]
         for source, items in (
@@ -145,8 +147,6 @@ def delivery_events(payload: Any) -> list[dict[str, Any]]:
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise InvalidPayload(f'"{source}" must be a list of objects')
             events += [_event(entry_id, entry_time, source, item, None) for item in items]
-        if not isinstance(changes, list):
-            raise InvalidPayload('"changes" must be a list')
         for change in changes:
             if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
                 raise InvalidPayload('each change must be an object with a "field" and an object "value"')

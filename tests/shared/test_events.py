@@ -126,6 +126,7 @@ def test_changes_without_timestamp_fall_back_to_entry_time_in_ms() -> None:
         {"object": "instagram", "entry": [1]},
         {"object": "instagram", "entry": [{"id": IG, "messaging": {"a": 1}}]},
         {"object": "instagram", "entry": [{"id": IG, "changes": [{"field": "x", "value": 3}]}]},
+        {"object": "instagram", "entry": [{"id": IG, "changes": None, "field": "x", "value": {}}]},
     ],
 )
 def test_invalid_deliveries_are_refused(payload: object) -> None:
