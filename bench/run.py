@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def cpu_per_request(pid: int, run: Callable[[], tuple[float, int]]) -> tuple[float, float]:
+    """Run a load `run()` answering (rate, requests): the rate and the CPU µs per request that the
+    process `pid` and its children spent meanwhile."""
+    before = cpu_seconds(pid)
+    rate, requests = run()
+    return rate, (cpu_seconds(pid) - before) * 1e6 / max(1, requests)
+
+
 def peak_rss_mb(pid: int) -> float:
     total = 0
     for each in _tree(pid):
@@ -166,8 +175,9 @@ def load(url: str, bodies: Path, *, rate: float, duration: float, method: str = 
     return json.loads(done.stdout)
 
 
-def wrk(url: str, bodies: list[tuple[str, str]], directory: Path, seconds: int = 8) -> float:
-    """Requests per second from wrk (2 threads, 64 connections) posting the signed bodies in turn."""
+def wrk(url: str, bodies: list[tuple[str, str]], directory: Path, seconds: int = 8) -> tuple[float, int]:
+    """Requests per second and requests answered, from wrk (2 threads, 64 connections) posting the
+    signed bodies in turn."""
     path = directory / "wrk-bodies.tsv"
     path.write_text("".join(f"{signature}\t{body}\n" for signature, body in bodies))
     done = subprocess.run(
@@ -177,7 +187,8 @@ def wrk(url: str, bodies: list[tuple[str, str]], directory: Path, seconds: int =
         env={**os.environ, "BODIES": str(path)},
         check=True,
     )
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    return rate, int(re.search(r"(\d+) requests in", done.stdout).group(1))  # type: ignore[union-attr]
 
 
 # -- setup -----------------------------------------------------------------------------------
@@ -241,14 +252,25 @@ def bench_ingest(stack: Stack, directory: Path) -> list[dict[str, Any]]:
         f"{stack.url('webhooks')}/webhooks/instagram",
     )
     try:
+        webhooks = stack.services["webhooks"].process
+        assert webhooks is not None
         if shutil.which("wrk"):
-            baseline = wrk(bare_url, signed_bodies(2000, "warm"), directory)
-            measured = wrk(ingest_url, signed_bodies(60_000, "wrk"), directory)
+            baseline, baseline_cpu = cpu_per_request(
+                bare.pid, lambda: wrk(bare_url, signed_bodies(2000, "warm"), directory)
+            )
+            measured, measured_cpu = cpu_per_request(
+                webhooks.pid, lambda: wrk(ingest_url, signed_bodies(60_000, "wrk"), directory)
+            )
             tool = "wrk -t2 -c64"
         else:
             bodies = write_jsonl(directory / "tp.jsonl", signed_bodies(20_000, "tp"))
-            baseline = load(bare_url, bodies, rate=3000, duration=5)["achieved_rate"]
-            measured = load(ingest_url, bodies, rate=3000, duration=5)["achieved_rate"]
+
+            def throughput(url: str) -> tuple[float, int]:
+                result = load(url, bodies, rate=3000, duration=5)
+                return result["achieved_rate"], sum(result["statuses"].values())
+
+            baseline, baseline_cpu = cpu_per_request(bare.pid, lambda: throughput(bare_url))
+            measured, measured_cpu = cpu_per_request(webhooks.pid, lambda: throughput(ingest_url))
             tool = "bench.load"
         record(
             "ingest throughput",
@@ -258,6 +280,13 @@ def bench_ingest(stack: Stack, directory: Path) -> list[dict[str, Any]]:
             baseline_name=f"bare FastAPI endpoint ({tool})",
             target=">= 0.7 x baseline",
             ok=measured >= 0.7 * baseline,
+        )
+        record(
+            "ingest CPU per request",
+            measured_cpu,
+            "CPU µs (uvicorn processes, throughput run)",
+            baseline=baseline_cpu,
+            baseline_name="bare FastAPI endpoint",
         )
         sweep = []
         for rate in (100, 250, 500, 750):

@@ -6,8 +6,9 @@ request-id middleware and access log, error rendering, `/health` and `/ready`.
 """
 
 import asyncio
+import logging
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, TypedDict
@@ -18,6 +19,7 @@ from arq.connections import ArqRedis
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -33,6 +35,8 @@ from shared.settings import Settings, get_settings
 from shared.storage import Storage, storage_from
 
 log = get_logger("http")
+ACCESS_LOG = logging.getLogger("http")  # checked first: a filtered access line costs nothing
+UNLOGGED_PATHS = ("/health", "/ready", "/metrics")
 READY_TIMEOUT_SECONDS = 2.0
 
 
@@ -89,9 +93,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = next(
-            (v.decode() for k, v in scope["headers"] if k == b"x-request-id" and 0 < len(v) <= 128),
-            uuid.uuid4().hex,
-        )
+            (v.decode() for k, v in scope["headers"] if k == b"x-request-id" and 0 < len(v) <= 128), None
+        ) or secrets.token_hex(16)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
@@ -107,7 +110,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["path"] not in ("/health", "/ready", "/metrics"):
+            if ACCESS_LOG.isEnabledFor(logging.INFO) and scope["path"] not in UNLOGGED_PATHS:
                 log.info(
                     "request",
                     method=scope["method"],
@@ -192,7 +195,10 @@ def create_app(
                 async with lifespan(app, state) as extra:
                     yield {**state, **(extra or {})}
 
-    app = FastAPI(title=title, lifespan=app_lifespan, **fastapi_kwargs)
+    # No OpenTelemetry provider is configured: FastAPI's own telemetry would only look for one on
+    # every request.
+    telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    app = FastAPI(title=title, lifespan=app_lifespan, telemetry=telemetry, **fastapi_kwargs)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
 

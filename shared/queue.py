@@ -93,6 +93,18 @@ return created
 """
 
 
+def enqueue_many_command(
+    redis: ArqRedis, jobs: list[tuple[Job, str, dict[str, Any]]], *, replace_finished: bool = False
+) -> list[Any]:
+    """The Redis command of `enqueue_many`, for a caller that sends it on its own connection."""
+    now_ms = timestamp_ms()
+    command: list[Any] = ["EVAL", ENQUEUE_MANY, 0, now_ms, redis.expires_extra_ms, int(replace_finished)]
+    for job, key, kwargs in jobs:
+        payload = serialize_job(job.name, (), kwargs, None, now_ms, serializer=redis.job_serializer)
+        command += [job.queue.value, job_id(job, key), payload]
+    return command
+
+
 async def enqueue_many(
     redis: ArqRedis, jobs: list[tuple[Job, str, dict[str, Any]]], *, replace_finished: bool = False
 ) -> list[bool]:
@@ -100,12 +112,9 @@ async def enqueue_many(
     `replace_finished`: a job that finished (its result is kept) is enqueued again."""
     if not jobs:
         return []
-    now_ms = timestamp_ms()
-    argv: list[Any] = [now_ms, redis.expires_extra_ms, int(replace_finished)]
-    for job, key, kwargs in jobs:
-        payload = serialize_job(job.name, (), kwargs, None, now_ms, serializer=redis.job_serializer)
-        argv += [job.queue.value, job_id(job, key), payload]
-    created = await redis.eval(ENQUEUE_MANY, 0, *argv)  # type: ignore[misc]
+    created = await redis.execute_command(
+        *enqueue_many_command(redis, jobs, replace_finished=replace_finished)
+    )
     return [bool(flag) for flag in created]
 
 

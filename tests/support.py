@@ -72,3 +72,61 @@ def inboxctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shared.cli", *args], capture_output=True, text=True, env=os.environ.copy()
     )
+
+
+class TcpProxy:
+    """A TCP proxy to a real server that a test can pause and cut: a network failure, for real.
+
+    `hold()` keeps what clients send (in `held`) instead of forwarding it; `cut()` drops held
+    bytes and resets every connection; `restore()` forwards again."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self.held = b""
+        self.holding = False
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> "TcpProxy":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers += [client_writer, server_writer]
+        await asyncio.gather(
+            self._pipe(client_reader, server_writer, from_client=True),
+            self._pipe(server_reader, client_writer, from_client=False),
+            return_exceptions=True,
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, from_client: bool
+    ) -> None:
+        while data := await reader.read(65536):
+            if from_client and self.holding:
+                self.held += data
+                continue
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def cut(self) -> None:
+        self.held = b""
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers = []
+
+    def restore(self) -> None:
+        self.holding = False

@@ -21,6 +21,9 @@ REJECTED = Counter(
 )
 ENQUEUED = Counter("instagram_webhook_events_enqueued_total", "Events enqueued for the inbound worker")
 DUPLICATES = Counter("instagram_webhook_events_duplicate_total", "Events already queued or just processed")
+ENQUEUE_ROUND_TRIPS = Counter(
+    "instagram_webhook_enqueue_round_trips_total", "Redis round trips that enqueued deliveries' events"
+)
 ACK_SECONDS = Histogram(
     "instagram_webhook_ack_seconds",
     "Time from receiving a delivery to answering it",

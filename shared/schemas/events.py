@@ -4,6 +4,10 @@
 A delivery is `{"object": "instagram", "entry": [...]}`; each entry holds `messaging[]`,
 `standby[]` and/or `changes[]` items (instagram-platform.md §5–6). Every event gets a `kind`
 and a deterministic `key`, so a redelivered webhook maps to the same job id and enqueues nothing.
+
+`delivery_events` builds each event as the plain dict the job carries (exactly what
+`InboundEvent.model_dump(mode="json")` gives), so the webhooks service builds no model per event;
+the worker validates it with `InboundEvent`.
 """
 
 import hashlib
@@ -88,7 +92,7 @@ def _digest(value: Any) -> str:
 
 def _event(
     entry_id: str, entry_time: int | None, source: str, item: dict[str, Any], field: str | None
-) -> InboundEvent:
+) -> dict[str, Any]:
     if source == "changes" and field not in MESSAGING_CHANGE_FIELDS:
         kind, mid = field or "unknown_change", None
     else:
@@ -102,30 +106,38 @@ def _event(
         suffix = f"{mid}:{detail}:{item.get('timestamp', '')}"
     else:
         suffix = _digest({"entry": entry_id, "field": field, "item": item})
-    return InboundEvent(
-        entry_id=entry_id,
-        entry_time=entry_time,
-        source=source,  # type: ignore[arg-type]
-        field=field,
-        item=item,
-        kind=kind,
-        key=f"{entry_id}:{kind}:{suffix}",
-    )
+    return {
+        "entry_id": entry_id,
+        "entry_time": entry_time,
+        "source": source,
+        "field": field,
+        "item": item,
+        "kind": kind,
+        "key": f"{entry_id}:{kind}:{suffix}",
+    }
 
 
 def split_delivery(payload: Any) -> list[InboundEvent]:
     """Every single event of a delivery. Raises InvalidPayload for anything that is not one."""
+    return [InboundEvent.model_validate(event) for event in delivery_events(payload)]
+
+
+def delivery_events(payload: Any) -> list[dict[str, Any]]:
+    """`split_delivery` as plain dicts (the `event` kwarg of each process_event job), for a parsed
+    JSON body. Raises InvalidPayload for anything that is not a delivery."""
     if not isinstance(payload, dict) or payload.get("object") != "instagram":
         raise InvalidPayload('not an Instagram webhook delivery (expected "object": "instagram")')
     entries = payload.get("entry")
     if not isinstance(entries, list):
         raise InvalidPayload('"entry" must be a list')
-    events: list[InboundEvent] = []
+    events: list[dict[str, Any]] = []
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("id") is None:
             raise InvalidPayload('each entry must be an object with an "id"')
         entry_id, entry_time = str(entry["id"]), _int(entry.get("time"))
         changes = entry.get("changes", [])
+        if not isinstance(changes, list):
+            raise InvalidPayload('"changes" must be a list')
         if "field" in entry and "value" in entry:  # `field`/`value` straight under the entry
             changes = [*changes, {"field": entry["field"], "value": entry["value"]}]
         for source, items in (
@@ -135,8 +147,6 @@ def split_delivery(payload: Any) -> list[InboundEvent]:
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise InvalidPayload(f'"{source}" must be a list of objects')
             events += [_event(entry_id, entry_time, source, item, None) for item in items]
-        if not isinstance(changes, list):
-            raise InvalidPayload('"changes" must be a list')
         for change in changes:
             if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
                 raise InvalidPayload('each change must be an object with a "field" and an object "value"')

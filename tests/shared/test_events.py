@@ -1,6 +1,6 @@
 import pytest
 
-from shared.schemas.events import InvalidPayload, split_delivery
+from shared.schemas.events import InboundEvent, InvalidPayload, delivery_events, split_delivery
 
 IG = "17841400000000001"
 CUSTOMER = "1190000000000001"
@@ -79,6 +79,21 @@ def test_batches_standby_and_changes_fan_out() -> None:
     assert events[3].is_messaging and not events[4].is_messaging
 
 
+def test_job_events_are_exactly_what_the_model_dumps() -> None:
+    """The webhooks service enqueues `delivery_events` dicts; the worker reads them as InboundEvent."""
+    body = messaging(
+        item(
+            message={"mid": "m1", "text": "hi", "attachments": [{"type": "image", "payload": {"url": "u"}}]}
+        ),
+        item(reaction={"mid": "m2", "action": "react", "reaction": "love"}),
+        item(referral={"ref": "promo"}),
+    )
+    body["entry"].append({"id": IG, "time": 1, "changes": [{"field": "comments", "value": {"id": "1"}}]})
+    dicts = delivery_events(body)
+    assert [InboundEvent.model_validate(d).model_dump(mode="json") for d in dicts] == dicts
+    assert [e.model_dump(mode="json") for e in split_delivery(body)] == dicts
+
+
 def test_changes_without_timestamp_fall_back_to_entry_time_in_ms() -> None:
     body = {
         "object": "instagram",
@@ -111,6 +126,7 @@ def test_changes_without_timestamp_fall_back_to_entry_time_in_ms() -> None:
         {"object": "instagram", "entry": [1]},
         {"object": "instagram", "entry": [{"id": IG, "messaging": {"a": 1}}]},
         {"object": "instagram", "entry": [{"id": IG, "changes": [{"field": "x", "value": 3}]}]},
+        {"object": "instagram", "entry": [{"id": IG, "changes": None, "field": "x", "value": {}}]},
     ],
 )
 def test_invalid_deliveries_are_refused(payload: object) -> None:

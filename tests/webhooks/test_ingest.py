@@ -56,6 +56,7 @@ async def test_a_signed_event_is_enqueued_once_with_a_deterministic_id(
     answer = await webhooks_client.post(URL, content=body, headers=headers)
 
     assert (answer.status_code, answer.text) == (200, "EVENT_RECEIVED")
+    assert answer.headers["content-type"] == "text/plain; charset=utf-8" and answer.headers["x-request-id"]
     assert await queued_jobs(redis) == [f"process_event:{ACME}:message:aWdfZG1fMDAx"]
 
 
@@ -81,6 +82,7 @@ async def test_bad_signatures_are_401_and_enqueue_nothing(
     body, headers = mutate(*signed(events.envelope(events.entry(ACME, events.text(JANE, ACME, text="Hi")))))
     answer = await webhooks_client.post(URL, content=body, headers=headers)
     assert answer.status_code == 401, reason
+    assert answer.headers["content-type"] == "application/json"
     assert answer.json() == {"error": "missing or invalid X-Hub-Signature-256"}
     assert await queued_jobs(redis) == []
 
@@ -133,6 +135,23 @@ async def test_redelivery_sequential_and_concurrent_enqueues_each_event_once(
         "instagram_webhook_events_duplicate_total" in metrics
         and "instagram_webhook_ack_seconds_bucket" in metrics
     )
+
+
+async def test_the_delivery_endpoint_is_documented(webhooks_client: httpx.AsyncClient) -> None:
+    document = (await webhooks_client.get("/openapi.json")).json()
+    assert document["paths"][URL]["post"] == {
+        "tags": ["webhooks"],
+        "summary": "Receive",
+        "operationId": "receive_webhooks_instagram_post",
+        "responses": {
+            "200": {"description": "Successful Response", "content": {"application/json": {"schema": {}}}},
+            "401": {"description": "Unauthorized"},
+            "400": {"description": "Bad Request"},
+            "413": {"description": "Request Entity Too Large"},
+            "503": {"description": "Service Unavailable"},
+        },
+    }
+    assert set(document["paths"][URL]) == {"get", "post"}
 
 
 async def test_redis_down_is_503_so_meta_redelivers() -> None:
