@@ -101,7 +101,6 @@ class GraphClient:
             timeout=timeout,
             connector=aiohttp.TCPConnector(limit=200),
             cookie_jar=aiohttp.DummyCookieJar(),  # no state shared between accounts' calls
-            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as most HTTP clients honour them
         )
         return cls(http, settings, app)
 
