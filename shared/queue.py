@@ -100,6 +100,31 @@ async def enqueue_many(redis: ArqRedis, jobs: list[tuple[Job, str, dict[str, Any
     return [bool(flag) for flag in created]
 
 
+# Drop a waiting job as if it had never been enqueued (arq's keys); a running one is left alone.
+DROP_WAITING = """
+if redis.call('EXISTS', 'arq:in-progress:' .. ARGV[2]) == 1 then
+  return 0
+end
+redis.call('ZREM', ARGV[1], ARGV[2])
+return redis.call('DEL', 'arq:job:' .. ARGV[2], 'arq:retry:' .. ARGV[2])
+"""
+
+
+async def drop_waiting(redis: ArqRedis, job: Job, *, key: str) -> bool:
+    """Remove a queued (or deferred) job whose work another job has done. False: none was
+    waiting, or it is running (it then finds nothing to do)."""
+    dropped = await redis.eval(DROP_WAITING, 0, job.queue.value, job_id(job, key))  # type: ignore[misc]
+    return bool(dropped)
+
+
+async def hide_running(redis: ArqRedis, job: Job, *, key: str, seconds: float) -> None:
+    """Keep a long-running job out of the workers' polls for `seconds` (its timeout). arq leaves
+    a running job in its queue, and every poll of every worker re-checks each one it finds there
+    (three round trips); a job that will wait seconds in process is better out of sight. If its
+    worker dies, the job is found again after `seconds`, when its running mark has expired too."""
+    await redis.zadd(job.queue.value, {job_id(job, key): timestamp_ms() + int(seconds * 1000)}, xx=True)
+
+
 def redis_settings_from(settings: Settings) -> RedisSettings:
     """Workers ride out a Redis restart: commands retry with backoff for about half a minute."""
     redis_settings = RedisSettings.from_dsn(settings.REDIS_URL)
