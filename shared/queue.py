@@ -117,12 +117,13 @@ async def drop_waiting(redis: ArqRedis, job: Job, *, key: str) -> bool:
     return bool(dropped)
 
 
-async def hide_running(redis: ArqRedis, job: Job, *, key: str, seconds: float) -> None:
-    """Keep a long-running job out of the workers' polls for `seconds` (its timeout). arq leaves
-    a running job in its queue, and every poll of every worker re-checks each one it finds there
-    (three round trips); a job that will wait seconds in process is better out of sight. If its
-    worker dies, the job is found again after `seconds`, when its running mark has expired too."""
-    await redis.zadd(job.queue.value, {job_id(job, key): timestamp_ms() + int(seconds * 1000)}, xx=True)
+async def reschedule(redis: ArqRedis, job: Job, *, key: str, seconds: float, later: bool) -> None:
+    """Have a job already in its queue picked up `seconds` from now, if that is later (`later`)
+    or sooner than planned; a job no longer queued stays out. arq leaves a running job in its
+    queue, where every poll of every worker re-checks it (three round trips): a job about to wait
+    in process moves itself out of sight until its timeout, when its running mark expires too."""
+    score = timestamp_ms() + int(seconds * 1000)
+    await redis.zadd(job.queue.value, {job_id(job, key): score}, xx=True, gt=later, lt=not later)
 
 
 def redis_settings_from(settings: Settings) -> RedisSettings:

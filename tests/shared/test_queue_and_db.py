@@ -7,7 +7,7 @@ from arq.constants import in_progress_key_prefix
 from sqlalchemy import text
 
 from shared import db as shared_db
-from shared.queue import SEND_MESSAGE, drop_waiting, enqueue, hide_running, job_id
+from shared.queue import SEND_MESSAGE, drop_waiting, enqueue, job_id, reschedule
 from shared.settings import Settings
 
 
@@ -24,14 +24,19 @@ async def test_a_waiting_job_is_dropped_and_a_running_one_left_alone(redis: ArqR
     assert await redis.zscore(queue, job_id(SEND_MESSAGE, "2")) is not None
 
 
-async def test_a_hidden_running_job_is_out_of_the_polls_until_its_timeout(redis: ArqRedis) -> None:
-    queue = SEND_MESSAGE.queue.value
-    await enqueue(redis, SEND_MESSAGE, key="3", message_id=3)
-    before = await redis.zscore(queue, job_id(SEND_MESSAGE, "3"))
-    await hide_running(redis, SEND_MESSAGE, key="3", seconds=60)
-    after = await redis.zscore(queue, job_id(SEND_MESSAGE, "3"))
-    assert before is not None and after is not None and after >= before + 59_000
-    await hide_running(redis, SEND_MESSAGE, key="4", seconds=60)  # a finished job is not re-added
+async def test_a_queued_job_is_rescheduled_only_in_the_direction_asked(redis: ArqRedis) -> None:
+    queue, job = SEND_MESSAGE.queue.value, job_id(SEND_MESSAGE, "3")
+    await enqueue(redis, SEND_MESSAGE, key="3", defer_by=10, message_id=3)
+    planned = await redis.zscore(queue, job)
+    await reschedule(redis, SEND_MESSAGE, key="3", seconds=60, later=False)  # not sooner: kept
+    assert await redis.zscore(queue, job) == planned
+    await reschedule(redis, SEND_MESSAGE, key="3", seconds=1, later=False)  # sooner
+    sooner = await redis.zscore(queue, job)
+    assert sooner is not None and planned is not None and sooner <= planned - 8_000
+    await reschedule(redis, SEND_MESSAGE, key="3", seconds=60, later=True)  # out of the polls' view
+    hidden = await redis.zscore(queue, job)
+    assert hidden is not None and hidden >= sooner + 58_000
+    await reschedule(redis, SEND_MESSAGE, key="4", seconds=60, later=True)  # a finished job stays out
     assert await redis.zscore(queue, job_id(SEND_MESSAGE, "4")) is None
 
 

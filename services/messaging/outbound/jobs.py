@@ -38,9 +38,14 @@ async def send_message(ctx: JobContext, message_id: int) -> None:
         except Retry as retry:  # not now
             wait = _deferred_seconds(retry)
             if wait is None or wait > CHAIN_WAIT_SECONDS:
-                return  # that reply's own job takes it from here
+                # That reply's own job takes it from here, in time: it may be deferred for longer.
+                due = (retry.defer_score or 0) / 1000
+                await queue.reschedule(ctx["redis"], SEND_MESSAGE, key=str(next_id), seconds=due, later=False)
+                return
             if not hidden:
-                await queue.hide_running(ctx["redis"], SEND_MESSAGE, key=str(message_id), seconds=timeout)
+                await queue.reschedule(
+                    ctx["redis"], SEND_MESSAGE, key=str(message_id), seconds=timeout, later=True
+                )
                 hidden = True
             await asyncio.sleep(wait)
             continue
