@@ -56,15 +56,26 @@ async def reserve(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, pa
     return Slot(now=bool(now), seconds=int(wait_us) / 1_000_000)
 
 
-async def take(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, part: str) -> float | None:
-    """Wait for the part's slot. None: send now; otherwise come back in that many seconds."""
+@dataclass(frozen=True)
+class Turn:
+    defer: float | None  # None: send now; otherwise come back in that many seconds
+    due: float = 0.0  # the slot, on the event loop's clock
+
+    def missed(self) -> bool:
+        """Past the slot by more than LATE_SECONDS: sent now, it would bunch with the next ones."""
+        return asyncio.get_running_loop().time() - self.due > LATE_SECONDS
+
+
+async def take(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, part: str) -> Turn:
+    """Wait for the part's slot, or say when to come back for it."""
     loop = asyncio.get_running_loop()
     for _ in range(LATE_TRIES):
+        asked = loop.time()  # the slot is counted from here: its answer's own delay is lateness too
         slot = await reserve(redis, channel_id=channel_id, kind=kind, limit=limit, part=part)
         if not slot.now:
-            return slot.seconds - HORIZON_SECONDS * 0.75
-        due = loop.time() + slot.seconds
-        await asyncio.sleep(slot.seconds)
-        if loop.time() - due <= LATE_SECONDS:
-            return None
-    return HORIZON_SECONDS
+            return Turn(defer=slot.seconds - HORIZON_SECONDS * 0.75)
+        turn = Turn(defer=None, due=asked + slot.seconds)
+        await asyncio.sleep(turn.due - loop.time())
+        if not turn.missed():
+            return turn
+    return Turn(defer=HORIZON_SECONDS)

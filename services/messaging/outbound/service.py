@@ -227,16 +227,20 @@ async def send(
             if kind == "media"
             else settings.SEND_RATE_LIMIT_PER_SECOND
         )
-        defer = await ratelimit.take(
+        turn = await ratelimit.take(
             redis, channel_id=out.channel.id, kind=kind, limit=limit, part=f"{message.id}:{name}"
         )
-        if defer is not None:
-            raise Deferred(defer)
+        if turn.defer is not None:
+            raise Deferred(turn.defer)
         request = {"recipient": {"id": out.recipient}, "message": body, **context}
         if reply_to:
             request["reply_to"] = {"mid": reply_to}
         _set(message, sending_part=name, sending_at=time.time())
         await session.commit()  # from here a crash must not lead to a resend: the echo will tell
+        if turn.missed():  # the commit took too long: not this slot, take another
+            _set(message, sending_part=None, sending_at=None)
+            await session.commit()
+            raise Deferred(0.0)
         try:
             answer = await graph.send_message(out.channel.access_token, request)
         except GraphOutcomeUnknown as error:
