@@ -18,6 +18,7 @@ from arq.connections import ArqRedis
 WINDOW_SECONDS = 1.05
 HORIZON_SECONDS = 0.2
 LATE_SECONDS = 0.01
+LEAD_SECONDS = 0.015
 LATE_TRIES = 3
 
 # KEYS[1] = the account's next free slot, KEYS[2] = this part's reserved slot (µs since the epoch);
@@ -58,16 +59,22 @@ async def reserve(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, pa
 
 @dataclass(frozen=True)
 class Turn:
-    defer: float | None  # None: send now; otherwise come back in that many seconds
+    defer: float | None  # None: send at `due`; otherwise come back in that many seconds
     due: float = 0.0  # the slot, on the event loop's clock
 
     def missed(self) -> bool:
         """Past the slot by more than LATE_SECONDS: sent now, it would bunch with the next ones."""
         return asyncio.get_running_loop().time() - self.due > LATE_SECONDS
 
+    async def arrive(self) -> bool:
+        """Wait for the slot; False when it was missed."""
+        await asyncio.sleep(self.due - asyncio.get_running_loop().time())
+        return not self.missed()
+
 
 async def take(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, part: str) -> Turn:
-    """Wait for the part's slot, or say when to come back for it."""
+    """The part's slot: returns LEAD_SECONDS before it (time for the caller to record the send
+    it is about to make), or says when to come back for it."""
     loop = asyncio.get_running_loop()
     for _ in range(LATE_TRIES):
         asked = loop.time()  # the slot is counted from here: its answer's own delay is lateness too
@@ -75,7 +82,7 @@ async def take(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, part:
         if not slot.now:
             return Turn(defer=slot.seconds - HORIZON_SECONDS * 0.75)
         turn = Turn(defer=None, due=asked + slot.seconds)
-        await asyncio.sleep(turn.due - loop.time())
+        await asyncio.sleep(turn.due - LEAD_SECONDS - loop.time())
         if not turn.missed():
             return turn
     return Turn(defer=HORIZON_SECONDS)

@@ -237,7 +237,7 @@ async def send(
             request["reply_to"] = {"mid": reply_to}
         _set(message, sending_part=name, sending_at=time.time())
         await session.commit()  # from here a crash must not lead to a resend: the echo will tell
-        if turn.missed():  # the commit took too long: not this slot, take another
+        if not await turn.arrive():  # the commit took too long: not this slot, take another
             _set(message, sending_part=None, sending_at=None)
             await session.commit()
             raise Deferred(0.0)
