@@ -101,6 +101,14 @@ def cpu_per_request(pid: int, run: Callable[[], tuple[float, int]]) -> tuple[flo
     return rate, (cpu_seconds(pid) - before) * 1e6 / max(1, requests)
 
 
+def postgres_cpu_seconds(stack: Stack) -> float:
+    """CPU of the private Postgres: the postmaster, its live backends, and backends already gone."""
+    pid = int((stack.postgres.directory / "data" / "postmaster.pid").read_text().split()[0])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    reaped = (int(fields[13]) + int(fields[14])) / TICK  # cutime + cstime of exited backends
+    return cpu_seconds(pid) + reaped
+
+
 def peak_rss_mb(pid: int) -> float:
     total = 0
     for each in _tree(pid):
@@ -112,17 +120,22 @@ def peak_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def run_with_peak_rss(command: list[str], env: dict[str, str]) -> tuple[str, float]:
-    """Run a command; its standard output and its peak RSS in MB, read from /proc while it runs
-    (getrusage would report the forking parent's size, which the child shares until exec)."""
+def run_with_peak_rss(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
+    """Run a command; its standard output, its peak RSS in MB, read from /proc while it runs
+    (getrusage would report the forking parent's size, which the child shares until exec), and
+    its CPU seconds (from the exit status's resource usage)."""
     with tempfile.TemporaryFile("w+") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.DEVNULL, text=True)
         peak = 0.0
-        while process.poll() is None:
+        while True:
             peak = max(peak, peak_rss_mb(process.pid))
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                process.returncode = os.waitstatus_to_exitcode(status)
+                break
             time.sleep(0.1)
         output.seek(0)
-        return output.read(), peak
+        return output.read(), peak, usage.ru_utime + usage.ru_stime
 
 
 # -- load -----------------------------------------------------------------------------------
@@ -374,15 +387,30 @@ async def bench_outbound(stack: Stack, sandbox: str, account_id: int) -> None:
     async with httpx.AsyncClient(base_url=sandbox, timeout=30) as client:
         await client.patch("/_sandbox/config", json={"webhook_url": None})
     limit = 100
+    sandbox_pid = stack.services["sandbox"].process.pid  # type: ignore[union-attr]
     for label, accounts, conversations, each in (("1 busy account", 1, 100, 10), ("100 accounts", 100, 2, 5)):
         ids = await _outgoing(stack, sandbox, account_id, accounts, conversations, each)
         began = time.perf_counter()
         workers = [f"outbound_worker_{i}" for i in range(OUTBOUND_WORKERS)]
-        for name in workers:
-            stack.start(name, copy="outbound_worker")
-        while await _sent_count(stack, ids) < len(ids):
+        pids = [stack.start(name, copy="outbound_worker").process.pid for name in workers]  # type: ignore[union-attr]
+        # CPU is counted from the first confirmed send on, so the workers' start-up is left out.
+        first: tuple[int, float, float, float] | None = None
+        while (done := await _sent_count(stack, ids)) < len(ids):
+            if first is None and done:
+                first = (
+                    done,
+                    sum(map(cpu_seconds, pids)),
+                    cpu_seconds(sandbox_pid),
+                    postgres_cpu_seconds(stack),
+                )
             await asyncio.sleep(0.1)
         elapsed = time.perf_counter() - began
+        first = first or (0, 0.0, cpu_seconds(sandbox_pid), postgres_cpu_seconds(stack))
+        cpu = (
+            sum(map(cpu_seconds, pids)) - first[1],
+            cpu_seconds(sandbox_pid) - first[2],
+            postgres_cpu_seconds(stack) - first[3],
+        )
         for name in workers:
             stack.stop(name)
         async with httpx.AsyncClient(base_url=sandbox, timeout=30) as client:
@@ -409,6 +437,9 @@ async def bench_outbound(stack: Stack, sandbox: str, account_id: int) -> None:
             target=f"<= {limit}",
             ok=worst <= limit,
         )
+        per_1000 = 1000 / max(1, len(ids) - first[0])
+        for process, seconds in zip(("outbound workers", "sandbox", "Postgres"), cpu, strict=True):
+            record(f"outbound CPU per 1000 sends, {label}: {process}", seconds * per_1000, "CPU s")
         async with httpx.AsyncClient(base_url=sandbox, timeout=30) as client:
             await client.delete("/_sandbox/requests")
             await client.delete("/_sandbox/sent")
@@ -595,9 +626,12 @@ async def bench_token_sweep(stack: Stack, sandbox: str) -> None:
         secret,
     )
     await connection.close()
-    output, peak = await asyncio.to_thread(
+    sandbox_pid = stack.services["sandbox"].process.pid  # type: ignore[union-attr]
+    before = cpu_seconds(sandbox_pid), postgres_cpu_seconds(stack)
+    output, peak, sweep_cpu = await asyncio.to_thread(
         run_with_peak_rss, [sys.executable, "-m", "shared.cli", "tokens", "refresh"], stack.env
     )
+    cpu = sweep_cpu, cpu_seconds(sandbox_pid) - before[0], postgres_cpu_seconds(stack) - before[1]
     reported = re.search(r"refreshed (\d+).* in ([\d.]+) s", output)
     refreshed, seconds = (int(reported.group(1)), float(reported.group(2))) if reported else (0, 1.0)
     rate = refreshed / seconds
@@ -609,6 +643,8 @@ async def bench_token_sweep(stack: Stack, sandbox: str) -> None:
         ok=rate >= 500 and refreshed == 10_000,
     )
     record("token sweep peak memory", peak, "MB (peak RSS of the sweep)", target="< 200 MB", ok=peak < 200)
+    for process, seconds in zip(("sweep (whole run)", "sandbox", "Postgres"), cpu, strict=True):
+        record(f"token sweep CPU per 1000 refreshes: {process}", seconds / max(1, refreshed) * 1000, "CPU s")
 
 
 def write_results(stack: Stack) -> None:

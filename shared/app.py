@@ -57,9 +57,11 @@ def create_redis_client(settings: Settings) -> ArqRedis:
 
 @asynccontextmanager
 async def open_state(
-    settings: Settings, *, pool_size: int = 10, pool_timeout: float = 5
+    settings: Settings, *, pool_size: int = 10, pool_timeout: float = 5, check_idle_only: bool = False
 ) -> AsyncIterator[State]:
-    engine = create_engine(settings, pool_size=pool_size, pool_timeout=pool_timeout)
+    engine = create_engine(
+        settings, pool_size=pool_size, pool_timeout=pool_timeout, check_idle_only=check_idle_only
+    )
     sessionmaker = create_sessionmaker(engine)
     redis = create_redis_client(settings)
     app_config = AppConfigCache(sessionmaker, settings)

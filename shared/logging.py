@@ -60,7 +60,7 @@ def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "httpx", "httpcore"):
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # arq's command line gives its logger a plain-text handler at INFO: log its job lines once,
     # as JSON with the job id, and only at the configured level.

@@ -137,6 +137,32 @@ async def job_states(redis: ArqRedis, job: Job, keys: list[str]) -> list[JobStat
     ]
 
 
+# Drop a waiting job as if it had never been enqueued (arq's keys); a running one is left alone.
+DROP_WAITING = """
+if redis.call('EXISTS', 'arq:in-progress:' .. ARGV[2]) == 1 then
+  return 0
+end
+redis.call('ZREM', ARGV[1], ARGV[2])
+return redis.call('DEL', 'arq:job:' .. ARGV[2], 'arq:retry:' .. ARGV[2])
+"""
+
+
+async def drop_waiting(redis: ArqRedis, job: Job, *, key: str) -> bool:
+    """Remove a queued (or deferred) job whose work another job has done. False: none was
+    waiting, or it is running (it then finds nothing to do)."""
+    dropped = await redis.eval(DROP_WAITING, 0, job.queue.value, job_id(job, key))  # type: ignore[misc]
+    return bool(dropped)
+
+
+async def reschedule(redis: ArqRedis, job: Job, *, key: str, seconds: float, later: bool) -> None:
+    """Have a job already in its queue picked up `seconds` from now, if that is later (`later`)
+    or sooner than planned; a job no longer queued stays out. arq leaves a running job in its
+    queue, where every poll of every worker re-checks it (three round trips): a job about to wait
+    in process moves itself out of sight until its timeout, when its running mark expires too."""
+    score = timestamp_ms() + int(seconds * 1000)
+    await redis.zadd(job.queue.value, {job_id(job, key): score}, xx=True, gt=later, lt=not later)
+
+
 def redis_settings_from(settings: Settings) -> RedisSettings:
     """Workers ride out a Redis restart: commands retry with backoff for about half a minute."""
     redis_settings = RedisSettings.from_dsn(settings.REDIS_URL)

@@ -92,8 +92,11 @@ async def startup(ctx: JobContext) -> None:
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL)
     stack = AsyncExitStack()
-    # Up to MAX_JOBS jobs run at once: a larger pool, and patience when it is exhausted.
-    state = await stack.enter_async_context(open_state(settings, pool_size=20, pool_timeout=30))
+    # Up to MAX_JOBS jobs run at once: a larger pool, and patience when it is exhausted. Jobs are
+    # retried, so connections are checked only after sitting idle (see shared.db).
+    state = await stack.enter_async_context(
+        open_state(settings, pool_size=20, pool_timeout=30, check_idle_only=True)
+    )
     ctx.update(state)
     ctx["exit_stack"] = stack
     log.info("worker started")

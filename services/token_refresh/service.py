@@ -12,10 +12,10 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import channels
+from shared import channels, crypto
 from shared.db import SessionMaker
 from shared.events import Event, emit
 from shared.graph import GraphClient, GraphError, GraphTokenError, LongLivedToken
@@ -90,45 +90,67 @@ async def claim(
         .where(ChannelInstagram.id.in_(due.scalar_subquery()))
         .values(refresh_attempted_at=now)
         .returning(ChannelInstagram.id, ChannelInstagram.access_token, ChannelInstagram.token_updated_at)
+        .execution_options(synchronize_session=False)  # no ORM objects to keep in step
     )
     return [Claimed(*row) for row in rows]
+
+
+# One statement for a whole batch's new tokens; a channel re-authorized meanwhile (its
+# token_updated_at moved) keeps the newer token.
+SAVE_REFRESHED = text(
+    """
+    UPDATE channel_instagram AS c
+    SET access_token = r.access_token, expires_at = r.expires_at, token_updated_at = :now,
+        refresh_error = NULL, updated_at = :now
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS text[]), CAST(:expires AS timestamptz[]),
+                CAST(:claimed AS timestamptz[])) AS r(id, access_token, expires_at, claimed_updated_at)
+    WHERE c.id = r.id AND c.token_updated_at = r.claimed_updated_at
+    """
+)
+SAVE_FAILED = text(
+    """
+    UPDATE channel_instagram AS c SET refresh_error = r.error, updated_at = :now
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[])) AS r(id, error)
+    WHERE c.id = r.id
+    """
+)
 
 
 async def _save(
     session: AsyncSession,
     settings: Settings,
-    claimed: Claimed,
-    outcome: LongLivedToken | GraphError,
+    outcomes: list[tuple[Claimed, LongLivedToken | GraphError]],
     report: SweepReport,
 ) -> None:
-    if isinstance(outcome, LongLivedToken):
-        now = datetime.now(UTC)
+    """Write a batch's outcomes: one UPDATE for the new tokens (encrypted), one for the failures."""
+    now = datetime.now(UTC)
+    refreshed = [(claimed, token) for claimed, token in outcomes if isinstance(token, LongLivedToken)]
+    failed = [(claimed, error) for claimed, error in outcomes if isinstance(error, GraphError)]
+    if refreshed:
         saved = await session.execute(
-            update(ChannelInstagram)
-            .where(
-                ChannelInstagram.id == claimed.id,
-                ChannelInstagram.token_updated_at == claimed.token_updated_at,
-            )
-            .values(
-                access_token=outcome.access_token,
-                expires_at=outcome.expires_at(now),
-                token_updated_at=now,
-                refresh_error=None,
-            )
+            SAVE_REFRESHED,
+            {
+                "now": now,
+                "ids": [claimed.id for claimed, _ in refreshed],
+                "tokens": [crypto.encrypt(token.access_token) for _, token in refreshed],
+                "expires": [token.expires_at(now) for _, token in refreshed],
+                "claimed": [claimed.token_updated_at for claimed, _ in refreshed],
+            },
         )
         report.refreshed += saved.rowcount or 0  # type: ignore[attr-defined]
+    if not failed:
         return
-    report.errors.append(f"channel {claimed.id}: {outcome}")
     await session.execute(
-        update(ChannelInstagram)
-        .where(ChannelInstagram.id == claimed.id)
-        .values(refresh_error=str(outcome)[:500])
+        SAVE_FAILED,
+        {"now": now, "ids": [c.id for c, _ in failed], "errors": [str(e)[:500] for _, e in failed]},
     )
-    if isinstance(outcome, GraphTokenError):
-        await channels.record_token_error(session, settings, channel_id=claimed.id, immediate=True)
-        report.flagged += 1
-    else:
-        report.failed += 1
+    for claimed, error in failed:
+        report.errors.append(f"channel {claimed.id}: {error}")
+        if isinstance(error, GraphTokenError):
+            await channels.record_token_error(session, settings, channel_id=claimed.id, immediate=True)
+            report.flagged += 1
+        else:
+            report.failed += 1
 
 
 async def sweep(
@@ -161,8 +183,7 @@ async def sweep(
                 return
             outcomes = await asyncio.gather(*(refresh(claimed) for claimed in batch))
             async with sessionmaker() as session:
-                for claimed, outcome in zip(batch, outcomes, strict=True):
-                    await _save(session, settings, claimed, outcome, report)
+                await _save(session, settings, list(zip(batch, outcomes, strict=True)), report)
                 await session.commit()
             log.info("token refresh batch", size=len(batch), refreshed=report.refreshed, failed=report.failed)
 

@@ -1,4 +1,4 @@
-from shared.graph.client import GraphClient, LongLivedToken, ShortLivedToken
+from shared.graph.client import GraphClient, LongLivedToken, Media, ShortLivedToken
 from shared.graph.errors import (
     GraphError,
     GraphOutcomeUnknown,
@@ -19,5 +19,6 @@ __all__ = [
     "GraphTokenError",
     "GraphTransientError",
     "LongLivedToken",
+    "Media",
     "ShortLivedToken",
 ]

@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
+import aiohttp
 
 from shared.app_config import InstagramApp
 from shared.graph.errors import (
@@ -32,6 +33,8 @@ PROFILE_FIELDS = (
     "is_verified_user",
 )
 ME_FIELDS = ("user_id", "username", "name", "account_type", "profile_picture_url")
+# Failures before any byte of the request left: safe to retry whatever the request was.
+NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,12 @@ class ShortLivedToken:
     access_token: str
     user_id: str  # the app-scoped id; informational only, never the channel key
     permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Media:
+    content: bytes
+    content_type: str | None
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,7 @@ def _permissions(value: Any) -> tuple[str, ...]:
 class GraphClient:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         settings: Settings,
         app: Callable[[], Awaitable[InstagramApp]],
     ) -> None:
@@ -80,14 +89,23 @@ class GraphClient:
 
     @classmethod
     def create(cls, settings: Settings, app: Callable[[], Awaitable[InstagramApp]]) -> "GraphClient":
-        timeout = httpx.Timeout(
-            settings.GRAPH_TIMEOUT_SECONDS, connect=min(5.0, settings.GRAPH_TIMEOUT_SECONDS)
+        """Call inside the event loop that will use it (the lifespan, a worker's start-up)."""
+        connect = min(5.0, settings.GRAPH_TIMEOUT_SECONDS)
+        # connect: waiting for a pooled connection and opening one; sock_read: Meta's answer.
+        timeout = aiohttp.ClientTimeout(
+            total=connect + settings.GRAPH_TIMEOUT_SECONDS,
+            connect=connect,
+            sock_read=settings.GRAPH_TIMEOUT_SECONDS,
         )
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        return cls(httpx.AsyncClient(timeout=timeout, limits=limits), settings, app)
+        http = aiohttp.ClientSession(
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(limit=200),
+            cookie_jar=aiohttp.DummyCookieJar(),  # no state shared between accounts' calls
+        )
+        return cls(http, settings, app)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def app(self) -> InstagramApp:
         return await self._app()
@@ -105,7 +123,7 @@ class GraphClient:
             "scope": ",".join(scopes),
             "state": state,
         }
-        return str(httpx.URL(f"{self._settings.INSTAGRAM_WWW_BASE_URL}/oauth/authorize", params=params))
+        return f"{self._settings.INSTAGRAM_WWW_BASE_URL}/oauth/authorize?{urlencode(params)}"
 
     async def exchange_code(self, *, code: str, redirect_uri: str) -> ShortLivedToken:
         app = await self._app()
@@ -178,15 +196,16 @@ class GraphClient:
         url = f"{self._settings.INSTAGRAM_GRAPH_BASE_URL}/{app.api_version}/{path.lstrip('/')}"
         return await self._call(method, url, token=token, **kwargs)
 
-    async def fetch(self, url: str) -> httpx.Response:
+    async def fetch(self, url: str) -> Media:
         """Download media (Meta's CDN URLs). Transport failures become GraphTransientError."""
         try:
-            response = await self._http.get(url, follow_redirects=True)
-        except httpx.TransportError as error:
+            async with self._http.get(url) as response:  # follows redirects
+                content = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as error:
             raise GraphTransientError(f"download failed: {type(error).__name__}") from error
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, response.content, response.headers)
-        return response
+        if response.status >= 400:
+            raise error_from_response(response.status, content, response.headers)
+        return Media(content=content, content_type=response.headers.get("content-type"))
 
     async def _call(
         self,
@@ -199,21 +218,22 @@ class GraphClient:
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            response = await self._http.request(method, url, headers=headers, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            async with self._http.request(
+                method, url, headers=headers, allow_redirects=False, **kwargs
+            ) as response:
+                status, content = response.status, await response.read()
+        except NOT_SENT as error:
             raise GraphTransientError(f"Instagram unreachable: {type(error).__name__}") from error
-        except httpx.TransportError as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             kind = GraphOutcomeUnknown if outcome_matters else GraphTransientError
             raise kind(f"no answer from Instagram: {type(error).__name__}") from error
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, response.content, response.headers)
+        if status >= 400:
+            raise error_from_response(status, content, response.headers)
         try:
-            payload = json.loads(response.content)
+            payload = json.loads(content)
         except ValueError as error:
             kind = GraphOutcomeUnknown if outcome_matters else GraphTransientError
-            raise kind(
-                f"Instagram answered HTTP {response.status_code} with a body that is not JSON"
-            ) from error
+            raise kind(f"Instagram answered HTTP {status} with a body that is not JSON") from error
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-            raise error_from_response(400, response.content, response.headers)
+            raise error_from_response(400, content, response.headers)
         return payload if isinstance(payload, dict) else {"data": payload}

@@ -1,14 +1,20 @@
 """Replies through the sandbox's Send API: exactly once, in order, within Meta's rules."""
 
 import asyncio
+import time
+from functools import partial
 
 import pytest
+from arq.connections import ArqRedis
 from sqlalchemy import func, select
 
 from sandbox.client import JANE
+from services.messaging.outbound import ratelimit
+from services.messaging.outbound import service as outbound
 from services.messaging.worker import WorkerSettings
+from shared.app import open_state
 from shared.models import ChannelInstagram, Message
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from tests.outbound.conftest import Chat
 from tests.support import run_worker
 
@@ -197,3 +203,42 @@ async def test_an_accounts_sends_are_paced_under_metas_limit(
     times = sorted(s["at"] for s in sent)
     busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
     assert limit - 1 <= busiest <= limit  # paced at the limit: neither above it nor far below
+
+
+async def test_a_reply_another_job_is_sending_waits_and_a_cut_off_send_awaits_the_echo(
+    chat: Chat, settings: Settings
+) -> None:
+    """A send marker younger than a request can take is another job waiting for Meta's answer:
+    defer. Older, the send was cut off (a crash): never resend, wait for Meta's echo."""
+    reply = await chat.reply("in flight")
+    message = await chat.message(reply["id"])
+    message.content_attributes = {"sending_part": "text", "sending_at": time.time()}
+    await chat.db.commit()
+    async with open_state(settings) as state, state["sessionmaker"]() as session:
+        app = await state["app_config"].get()
+        send = partial(
+            outbound.send, session, state["graph"], state["redis"], settings, app, message_id=reply["id"]
+        )
+        with pytest.raises(outbound.Deferred):
+            await send()
+        await session.rollback()
+        message = await chat.message(reply["id"])
+        message.content_attributes = {"sending_part": "text", "sending_at": time.time() - 60}
+        await chat.db.commit()
+        assert await send() is None
+        await session.commit()
+    message = await chat.message(reply["id"])
+    assert message.status == "progress" and message.content_attributes["outcome_unknown"] is True
+    assert await chat.sandbox.sent() == []
+
+
+async def test_a_missed_send_slot_is_given_up_for_a_new_one(redis: ArqRedis) -> None:
+    first = await ratelimit.reserve(redis, channel_id=1, kind="text", limit=1, part="1:text")
+    later = await ratelimit.reserve(redis, channel_id=1, kind="text", limit=1, part="2:text")
+    assert first.now and not later.now  # one a second: the second part's slot is kept for it
+    await redis.set("instagram-inbox:send-pace:1:text", "0")  # the account's sends moved on...
+    missed = int((time.time() - 1) * 1_000_000)  # ...and the kept slot passed a second ago
+    await redis.set("instagram-inbox:send-slot:2:text", str(missed))
+    again = await ratelimit.reserve(redis, channel_id=1, kind="text", limit=1, part="2:text")
+    assert again.now and again.seconds == 0  # a fresh slot (now), not the missed one sent late
+    assert int(await redis.get("instagram-inbox:send-pace:1:text")) > missed + 1_000_000

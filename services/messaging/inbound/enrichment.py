@@ -54,18 +54,17 @@ async def download_attachment(
     if attachment is None or attachment.storage_key or not attachment.external_url:
         return
     try:
-        response = await graph.fetch(attachment.external_url)
+        media = await graph.fetch(attachment.external_url)
     except GraphRequestError as error:
         attachment.download_error = f"download refused: {error.message}"[:500]
         return
-    if len(response.content) > MAX_MEDIA_BYTES:
+    if len(media.content) > MAX_MEDIA_BYTES:
         attachment.download_error = f"file larger than {MAX_MEDIA_BYTES} bytes"
         return
-    content_type = response.headers.get("content-type")
-    attachment.content_type = content_type
-    attachment.extension = storage.extension_for(content_type, attachment.external_url)
-    attachment.file_size = len(response.content)
+    attachment.content_type = media.content_type
+    attachment.extension = storage.extension_for(media.content_type, attachment.external_url)
+    attachment.file_size = len(media.content)
     key = storage.attachment_key(attachment)
-    await files.save(key, response.content, content_type)
+    await files.save(key, media.content, media.content_type)
     attachment.storage_key = key
     attachment.download_error = None

@@ -1,5 +1,7 @@
 """Outbound jobs (queue `outbound`): replies go out through the Instagram Send API."""
 
+import asyncio
+import time
 from dataclasses import asdict
 
 from arq import Retry, cron, func
@@ -7,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.messaging.outbound import recovery
 from services.messaging.outbound import service as outbound
-from shared import worker
+from shared import queue, worker
 from shared.graph import GraphTransientError
 from shared.logging import get_logger
 from shared.models import Message
@@ -20,19 +22,44 @@ MAX_TRIES = 12
 # Deferrals (ordering, rate limit) are retries too; allow many before giving up.
 MAX_JOB_TRIES = 1000
 CHAIN_LIMIT = 20  # replies of one conversation sent by one job after its own
+# A chained reply whose send slot is this close is waited for in the job (holding no database
+# connection meanwhile), so a busy account's conversations keep moving at its pace.
+CHAIN_WAIT_SECONDS = 2.0
 
 
 async def send_message(ctx: JobContext, message_id: int) -> None:
     """Send the reply; then, while things go smoothly, the conversation's next waiting replies
     (each would otherwise wait for its own job to check back)."""
     next_id = await _send(ctx, message_id)
-    for _ in range(CHAIN_LIMIT):
-        if next_id is None:
+    timeout = ctx["settings"].JOB_TIMEOUT_SECONDS
+    stop_at = time.monotonic() + timeout / 2  # well within the job's timeout
+    hidden = False
+    for _ in range(2 * CHAIN_LIMIT):  # sends and waits
+        if next_id is None or time.monotonic() > stop_at:
             return
         try:
-            next_id = await _send(ctx, next_id)
-        except Retry:  # not now: that reply's own job takes it from here
-            return
+            sent_id, next_id = next_id, await _send(ctx, next_id)
+        except Retry as retry:  # not now
+            wait = _deferred_seconds(retry)
+            if wait is None or wait > CHAIN_WAIT_SECONDS:
+                # That reply's own job takes it from here, in time: it may be deferred for longer.
+                due = (retry.defer_score or 0) / 1000
+                await queue.reschedule(ctx["redis"], SEND_MESSAGE, key=str(next_id), seconds=due, later=False)
+                return
+            if not hidden:
+                await queue.reschedule(
+                    ctx["redis"], SEND_MESSAGE, key=str(message_id), seconds=timeout, later=True
+                )
+                hidden = True
+            await asyncio.sleep(wait)
+            continue
+        await queue.drop_waiting(ctx["redis"], SEND_MESSAGE, key=str(sent_id))  # its own job: nothing left
+
+
+def _deferred_seconds(retry: Retry) -> float | None:
+    """How long a deferral (ordering, pacing) asks to wait; None for a retry after a failure."""
+    deferred = retry.__cause__
+    return deferred.seconds if isinstance(deferred, outbound.Deferred) else None
 
 
 async def _send(ctx: JobContext, message_id: int) -> int | None:

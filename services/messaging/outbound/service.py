@@ -5,14 +5,15 @@ as it is confirmed, so a retry never resends a part. A timeout after a request w
 never retried: the message waits for Meta's echo to confirm it (the inbound worker adopts it).
 """
 
-import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.messaging.outbound import ratelimit
 from shared import channels, storage
@@ -35,7 +36,7 @@ WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
 # A reply waiting for an earlier one is normally sent right after it by the same job (see
 # jobs.send_message); its own job only checks back this often, in case that chain stopped.
-ORDER_RECHECK_SECONDS = 1.0
+ORDER_RECHECK_SECONDS = 5.0
 
 
 class Deferred(Exception):
@@ -52,20 +53,52 @@ class Outbound:
     conversation: Conversation
     channel: ChannelInstagram
     recipient: str  # the customer's IGSID
+    earlier_in_flight: bool  # an earlier reply of the conversation is still going out
+    next_in_flight: int | None  # the conversation's next reply waiting to go out
+    has_attachments: bool
+
+
+def _in_flight(message: type[Message]) -> list[ColumnElement[bool]]:
+    """Replies of the loaded message's conversation (`Message`) that are still going out."""
+    return [
+        message.conversation_id == Message.conversation_id,
+        message.message_type == int(MessageType.OUTGOING),
+        message.private.is_(False),
+        message.status == MessageStatus.PROGRESS.value,
+        message.content_attributes["outcome_unknown"].as_boolean().is_not(True),
+    ]
+
+
+def _load_statement() -> Select[Any]:
+    """The message (locked) with everything a send needs, in one round trip."""
+    other = aliased(Message)
+    earlier = exists().where(*_in_flight(other), other.id < Message.id)
+    following = select(func.min(other.id)).where(*_in_flight(other), other.id > Message.id)
+    attachments = exists().where(Attachment.message_id == Message.id)
+    return (
+        select(
+            Message,
+            Conversation,
+            ChannelInstagram,
+            ContactInbox.source_id,
+            earlier,
+            following.scalar_subquery(),
+            attachments,
+        )
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(ContactInbox, ContactInbox.id == Conversation.contact_inbox_id)
+        .join(Inbox, Inbox.id == Message.inbox_id)
+        .join(ChannelInstagram, ChannelInstagram.id == Inbox.channel_id)
+        .where(Message.id == bindparam("message_id"))
+        .with_for_update(of=Message)
+    )
+
+
+LOAD = _load_statement()  # built once: building it costs more CPU than running it
 
 
 async def _load(session: AsyncSession, message_id: int) -> Outbound | None:
-    row = (
-        await session.execute(
-            select(Message, Conversation, ChannelInstagram, ContactInbox.source_id)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .join(ContactInbox, ContactInbox.id == Conversation.contact_inbox_id)
-            .join(Inbox, Inbox.id == Message.inbox_id)
-            .join(ChannelInstagram, ChannelInstagram.id == Inbox.channel_id)
-            .where(Message.id == message_id)
-            .with_for_update(of=Message)
-        )
-    ).one_or_none()
+    row = (await session.execute(LOAD, {"message_id": message_id})).one_or_none()
     return None if row is None else Outbound(*row)
 
 
@@ -135,6 +168,8 @@ async def _parts(
     parts: list[tuple[str, str, dict[str, Any]]] = []
     if out.message.content and "text" not in sent:
         parts.append(("text", "text", {"text": out.message.content}))
+    if not out.has_attachments:
+        return parts
     attachments = await session.scalars(
         select(Attachment).where(Attachment.message_id == out.message.id).order_by(Attachment.id)
     )
@@ -148,31 +183,6 @@ async def _parts(
             }
             parts.append((name, kind, {"attachment": payload}))
     return parts
-
-
-def _in_flight(message: Message) -> list[ColumnElement[bool]]:
-    """Replies of the message's conversation that are still going out."""
-    return [
-        Message.conversation_id == message.conversation_id,
-        Message.message_type == int(MessageType.OUTGOING),
-        Message.private.is_(False),
-        Message.status == MessageStatus.PROGRESS.value,
-        Message.content_attributes["outcome_unknown"].as_boolean().is_not(True),
-    ]
-
-
-async def _earlier_in_flight(session: AsyncSession, message: Message) -> bool:
-    """Messages of one conversation go out in the order they were written."""
-    earlier = await session.scalar(
-        select(Message.id).where(*_in_flight(message), Message.id < message.id).limit(1)
-    )
-    return earlier is not None
-
-
-async def _next_in_flight(session: AsyncSession, message: Message) -> int | None:
-    return await session.scalar(
-        select(Message.id).where(*_in_flight(message), Message.id > message.id).order_by(Message.id).limit(1)
-    )
 
 
 async def send(
@@ -197,9 +207,15 @@ async def send(
     ):
         return None
     if _part_in_flight(message):
+        # Another job may be waiting for Instagram's answer right now: give it the time a
+        # request can take before concluding that it was cut off.
+        started = float(message.content_attributes.get("sending_at", 0))
+        answer_by = started + 2 * settings.GRAPH_TIMEOUT_SECONDS + 1
+        if time.time() < answer_by:
+            raise Deferred(min(answer_by - time.time(), ORDER_RECHECK_SECONDS))
         _await_echo(message, "a send was interrupted before Instagram answered")
         return None
-    if await _earlier_in_flight(session, message):
+    if out.earlier_in_flight:
         raise Deferred(ORDER_RECHECK_SECONDS)
     if out.channel.reauthorization_required:
         fail(
@@ -225,24 +241,27 @@ async def send(
             if kind == "media"
             else settings.SEND_RATE_LIMIT_PER_SECOND
         )
-        slot = await ratelimit.reserve(
+        turn = await ratelimit.take(
             redis, channel_id=out.channel.id, kind=kind, limit=limit, part=f"{message.id}:{name}"
         )
-        if not slot.now:  # back shortly before the slot, then wait for it in process
-            raise Deferred(slot.seconds - ratelimit.HORIZON_SECONDS / 2)
-        await asyncio.sleep(slot.seconds)
+        if turn.defer is not None:
+            raise Deferred(turn.defer)
         request = {"recipient": {"id": out.recipient}, "message": body, **context}
         if reply_to:
             request["reply_to"] = {"mid": reply_to}
-        _set(message, sending_part=name)
+        _set(message, sending_part=name, sending_at=time.time())
         await session.commit()  # from here a crash must not lead to a resend: the echo will tell
+        if not await turn.arrive():  # the commit took too long: not this slot, take another
+            _set(message, sending_part=None, sending_at=None)
+            await session.commit()
+            raise Deferred(0.0)
         try:
             answer = await graph.send_message(out.channel.access_token, request)
         except GraphOutcomeUnknown as error:
             _await_echo(message, f"Instagram did not confirm the send ({error.message})")
             return None
         except GraphError as error:
-            _set(message, sending_part=None)
+            _set(message, sending_part=None, sending_at=None)
             if isinstance(error, GraphTransientError):
                 raise
             if isinstance(error, GraphTokenError):
@@ -252,7 +271,7 @@ async def send(
                 fail(session, message, error.message)
             return None
         sent[name] = str(answer.get("message_id"))
-        _set(message, sent_parts=dict(sent), sending_part=None)
+        _set(message, sent_parts=dict(sent), sending_part=None, sending_at=None)
         message.source_id = message.source_id or sent[name]
     _finish(session, message, status=MessageStatus.SENT)
-    return await _next_in_flight(session, message)
+    return out.next_in_flight
