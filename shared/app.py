@@ -228,28 +228,33 @@ def _state(request: Request) -> State:
     return request.scope["state"]  # type: ignore[no-any-return]
 
 
+# Dependencies are `async def`: FastAPI runs a plain `def` one in a thread pool, per request.
+async def _state_dep(request: Request) -> State:
+    return _state(request)
+
+
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     async with _state(request)["sessionmaker"]() as session:
         yield session
 
 
-StateDep = Annotated[State, Depends(_state)]
+StateDep = Annotated[State, Depends(_state_dep)]
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 
 
-def _redis(request: Request) -> ArqRedis:
+async def _redis(request: Request) -> ArqRedis:
     return _state(request)["redis"]
 
 
-def _graph(request: Request) -> GraphClient:
+async def _graph(request: Request) -> GraphClient:
     return _state(request)["graph"]
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return _state(request)["settings"]
 
 
-def _storage(request: Request) -> Storage:
+async def _storage(request: Request) -> Storage:
     return _state(request)["storage"]
 
 
