@@ -35,8 +35,10 @@ async def send_message(ctx: JobContext, message_id: int) -> None:
     stop_at = time.monotonic() + timeout / 2  # well within the job's timeout
     hidden = False
     for _ in range(2 * CHAIN_LIMIT):  # sends and waits
-        if next_id is None or time.monotonic() > stop_at:
+        if next_id is None:
             return
+        if time.monotonic() > stop_at:
+            break
         try:
             sent_id, next_id = next_id, await _send(ctx, next_id)
         except Retry as retry:  # not now
@@ -54,6 +56,8 @@ async def send_message(ctx: JobContext, message_id: int) -> None:
             await asyncio.sleep(wait)
             continue
         await queue.drop_waiting(ctx["redis"], SEND_MESSAGE, key=str(sent_id))  # its own job: nothing left
+    if next_id is not None:  # the chain ends here: that reply's own job takes over now
+        await queue.reschedule(ctx["redis"], SEND_MESSAGE, key=str(next_id), seconds=0, later=False)
 
 
 def _deferred_seconds(retry: Retry) -> float | None:

@@ -35,7 +35,9 @@ from shared.settings import Settings
 WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
 # A reply waiting for an earlier one is normally sent right after it by the same job (see
-# jobs.send_message); its own job only checks back this often, in case that chain stopped.
+# jobs.send_message), which brings the reply's own job forward wherever the chain stops; that
+# job also checks back this often, for a reply written while the earlier one was going out (the
+# chain did not know it) or a chain cut off by a crash.
 ORDER_RECHECK_SECONDS = 5.0
 
 
@@ -195,7 +197,8 @@ async def send(
     message_id: int,
 ) -> int | None:
     """Send what is left of the message. Raises Deferred, or GraphTransientError to be retried.
-    Once it is sent: the id of the conversation's next reply waiting to go out, if any."""
+    Once it is settled (sent, failed, or left to Meta's echo): the id of the conversation's next
+    reply waiting to go out, if any, which may go out now."""
     out = await _load(session, message_id)
     if out is None:
         return None
@@ -214,7 +217,7 @@ async def send(
         if time.time() < answer_by:
             raise Deferred(min(answer_by - time.time(), ORDER_RECHECK_SECONDS))
         _await_echo(message, "a send was interrupted before Instagram answered")
-        return None
+        return out.next_in_flight
     if out.earlier_in_flight:
         raise Deferred(ORDER_RECHECK_SECONDS)
     if out.channel.reauthorization_required:
@@ -223,7 +226,7 @@ async def send(
             message,
             "The inbox needs to be re-authorized (Instagram refused its token); reconnect it.",
         )
-        return None
+        return out.next_in_flight
     context = _window_tag(out, app, datetime.now(UTC))
     if context is None:
         fail(
@@ -232,7 +235,7 @@ async def send(
             "Outside Instagram's messaging window: replies are allowed within 24 hours of the "
             "customer's last message (7 days with the HUMAN_AGENT tag, when enabled).",
         )
-        return None
+        return out.next_in_flight
     sent: dict[str, str] = dict(message.content_attributes.get("sent_parts", {}))
     reply_to = message.content_attributes.get("in_reply_to_external_id")
     for name, kind, body in await _parts(session, settings, out):
@@ -259,7 +262,7 @@ async def send(
             answer = await graph.send_message(out.channel.access_token, request)
         except GraphOutcomeUnknown as error:
             _await_echo(message, f"Instagram did not confirm the send ({error.message})")
-            return None
+            return out.next_in_flight
         except GraphError as error:
             _set(message, sending_part=None, sending_at=None)
             if isinstance(error, GraphTransientError):
@@ -269,7 +272,7 @@ async def send(
                 fail(session, message, f"Instagram refused the inbox's token: {error.message}")
             else:
                 fail(session, message, error.message)
-            return None
+            return out.next_in_flight
         sent[name] = str(answer.get("message_id"))
         _set(message, sent_parts=dict(sent), sending_part=None, sending_at=None)
         message.source_id = message.source_id or sent[name]
