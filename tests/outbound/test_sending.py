@@ -201,7 +201,9 @@ async def test_an_accounts_sends_are_paced_under_metas_limit(
     sent = await chat.sandbox.sent()
     assert [s["body"]["message"]["text"] for s in sent] == [f"burst {i}" for i in range(2 * limit + 5)]
     times = sorted(s["at"] for s in sent)
-    busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+    # The sandbox notes each arrival on a thread of this (busy) test process, up to ~50 ms late:
+    # a window 0.1 s short of a second still holds every send of a second's slots, no more.
+    busiest = max(sum(1 for t in times if start <= t < start + 0.9) for start in times)
     assert limit - 1 <= busiest <= limit  # paced at the limit: neither above it nor far below
 
 
