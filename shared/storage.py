@@ -53,20 +53,57 @@ class StorageUnavailable(StorageError):
     status_code = 503
 
 
+class RangeNotSatisfiable(Exception):
+    """The requested bytes lie beyond the object (`size`: its size, when known)."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(f"range not satisfiable (size {size})")
+        self.size = size
+
+
 @dataclass
 class StoredFile:
-    """A stored object being read: its bytes in chunks; `close()` it even when not read to the end."""
+    """A stored object being read: its bytes in chunks; `close()` it even when not read to the end.
+    `size` counts the bytes of `chunks`; `content_range` is set when they are a part of it."""
 
     size: int | None
     chunks: AsyncIterator[bytes]
     close: Callable[[], Awaitable[None]]
+    content_range: str | None = None  # "bytes first-last/total"
+
+
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def byte_range(header: str | None) -> str | None:
+    """A Range header's single byte range ("0-99", "100-", "-500"); None for none or several."""
+    match = RANGE.fullmatch((header or "").strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first and last and int(last) < int(first):
+        return None  # not a valid range: the whole file is answered
+    return f"{first}-{last}"
+
+
+def _resolve(spec: str, size: int) -> tuple[int, int]:
+    """(first, last) byte of `spec` within an object of `size` bytes."""
+    first, last = spec.split("-")
+    if not first:  # the last `last` bytes
+        if int(last) == 0 or size == 0:
+            raise RangeNotSatisfiable(size)
+        return max(0, size - int(last)), size - 1
+    if int(first) >= size:
+        raise RangeNotSatisfiable(size)
+    return int(first), min(int(last), size - 1) if last else size - 1
 
 
 class Storage(Protocol):
     async def save(self, key: str, data: bytes, content_type: str | None) -> None: ...
 
-    async def open(self, key: str) -> StoredFile | None:
-        """The object, or None when there is none under `key`."""
+    async def open(self, key: str, byte_range: str | None = None) -> StoredFile | None:
+        """The object (or the part of it `byte_range` names, see `byte_range()`), or None when
+        there is none under `key`. RangeNotSatisfiable when the part lies beyond it."""
         ...
 
     async def aclose(self) -> None: ...
@@ -94,20 +131,32 @@ class LocalStorage:
             file.write(data)
         os.replace(temporary, target)
 
-    async def open(self, key: str) -> StoredFile | None:
+    async def open(self, key: str, byte_range: str | None = None) -> StoredFile | None:
         try:
             file: BinaryIO = await asyncio.to_thread(self.path(key).open, "rb")
         except (FileNotFoundError, IsADirectoryError):
             return None
+        size = os.fstat(file.fileno()).st_size
+        first, last, content_range = 0, size - 1, None
+        if byte_range is not None:
+            try:
+                first, last = _resolve(byte_range, size)
+            except RangeNotSatisfiable:
+                file.close()
+                raise
+            content_range = f"bytes {first}-{last}/{size}"
 
         async def chunks() -> AsyncIterator[bytes]:
-            while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
+            await asyncio.to_thread(file.seek, first)
+            left = last - first + 1
+            while left > 0 and (chunk := await asyncio.to_thread(file.read, min(CHUNK_BYTES, left))):
+                left -= len(chunk)
                 yield chunk
 
         async def close() -> None:
             await asyncio.to_thread(file.close)
 
-        return StoredFile(size=os.fstat(file.fileno()).st_size, chunks=chunks(), close=close)
+        return StoredFile(size=last - first + 1, chunks=chunks(), close=close, content_range=content_range)
 
     async def aclose(self) -> None:
         pass
@@ -133,10 +182,17 @@ class S3Storage:
         self.client = httpx.AsyncClient(timeout=S3_TIMEOUT)
 
     def _request(
-        self, method: str, key: str, data: bytes = b"", content_type: str | None = None
+        self,
+        method: str,
+        key: str,
+        data: bytes = b"",
+        content_type: str | None = None,
+        byte_range: str | None = None,
     ) -> httpx.Request:
         url = httpx.URL(self.base_url + quote(self.prefix + key, safe="/~"))
         headers = {"content-type": content_type} if content_type else {}
+        if byte_range is not None:
+            headers["range"] = f"bytes={byte_range}"
         headers |= sign_v4(
             method,
             url,
@@ -173,9 +229,9 @@ class S3Storage:
         if response.status_code != 200:
             raise self._failure(response, response.content)
 
-    async def open(self, key: str) -> StoredFile | None:
-        response = await self._send(self._request("GET", key), stream=True)
-        if response.status_code != 200:
+    async def open(self, key: str, byte_range: str | None = None) -> StoredFile | None:
+        response = await self._send(self._request("GET", key, byte_range=byte_range), stream=True)
+        if response.status_code not in (200, 206):
             try:
                 body = await response.aread()
             except httpx.TransportError:
@@ -184,12 +240,19 @@ class S3Storage:
                 await response.aclose()
             if response.status_code == 404:
                 return None
+            if response.status_code == 416:
+                total = response.headers.get("content-range", "").rpartition("/")[2]
+                if not total.isdigit():  # not every S3-compatible store says: ask for the size
+                    head = await self._send(self._request("HEAD", key))
+                    total = head.headers.get("content-length", "") if head.status_code == 200 else ""
+                raise RangeNotSatisfiable(int(total) if total.isdigit() else None)
             raise self._failure(response, body)
         length = response.headers.get("content-length")
         return StoredFile(
             size=int(length) if length and length.isdigit() else None,
             chunks=response.aiter_raw(CHUNK_BYTES),  # as stored: Content-Length counts these
             close=response.aclose,
+            content_range=response.headers.get("content-range") if response.status_code == 206 else None,
         )
 
     async def aclose(self) -> None:

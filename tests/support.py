@@ -130,3 +130,24 @@ class TcpProxy:
 
     def restore(self) -> None:
         self.holding = False
+
+
+async def assert_serves_byte_ranges(client: Any, path: str, whole: bytes) -> None:
+    """The media URL answers what players ask for to seek: one byte range (206), a range beyond
+    the file (416), and several ranges with the whole file (200)."""
+    size = len(whole)
+    for asked, (first, last) in (
+        ("bytes=0-9", (0, 9)),
+        ("bytes=10-", (10, size - 1)),
+        ("bytes=-5", (size - 5, size - 1)),
+    ):
+        part = await client.get(path, headers={"Range": asked})
+        assert part.status_code == 206, asked
+        assert part.content == whole[first : last + 1], asked
+        assert part.headers["content-range"] == f"bytes {first}-{last}/{size}", asked
+        assert part.headers["content-length"] == str(last - first + 1), asked
+    beyond = await client.get(path, headers={"Range": f"bytes={size}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{size}"
+    several = await client.get(path, headers={"Range": "bytes=0-1,4-5"})
+    assert several.status_code == 200 and several.content == whole
+    assert several.headers["accept-ranges"] == "bytes"

@@ -19,7 +19,7 @@ from shared.models import Attachment, Contact, ContactInbox, Conversation, DeadL
 from shared.queue import Queue
 from shared.settings import Settings
 from tests.inbound.conftest import ACME, JANE, OMAR, Connected
-from tests.support import free_port
+from tests.support import assert_serves_byte_ranges, free_port
 
 
 async def test_first_text_creates_contact_conversation_and_message(
@@ -142,6 +142,9 @@ async def test_attachments_of_every_type_are_stored_and_served_at_stable_urls(
     assert url is not None and url.startswith(settings.PUBLIC_MEDIA_URL) and image.external_url not in url
     served = await messaging_client.get(url.removeprefix(settings.PUBLIC_MEDIA_URL))
     assert served.status_code == 200 and served.content.startswith(b"sandbox media image.jpg")
+    await assert_serves_byte_ranges(
+        messaging_client, url.removeprefix(settings.PUBLIC_MEDIA_URL), served.content
+    )
     assert (
         await messaging_client.get(f"/media/{image.id}/wrongtoken/{storage.filename(image)}")
     ).status_code == 404

@@ -17,7 +17,7 @@ from shared.queue import DOWNLOAD_ATTACHMENT, Queue
 from shared.settings import Settings
 from tests.conftest import S3Server, _asgi_client, configured, s3_server_on
 from tests.inbound.conftest import ACME, JANE, Connected
-from tests.support import free_port, run_worker
+from tests.support import assert_serves_byte_ranges, free_port, run_worker
 
 
 async def _download(url: str) -> bytes:
@@ -52,6 +52,7 @@ async def test_an_attachment_is_copied_into_the_bucket_and_served_at_its_stable_
         assert served.status_code == 200
         assert (served.content, served.headers["content-type"]) == (original, "image/jpeg")
         assert served.headers["content-length"] == str(len(original))
+        await assert_serves_byte_ranges(client, path, original)
         wrong = await client.get(f"/media/{image.id}/wrongtoken/{storage.filename(image)}")
         assert wrong.status_code == 404 and wrong.json() == {"error": "file not found"}
         s3_server.client().delete_object(Bucket=s3.S3_BUCKET, Key=f"inbox/{image.storage_key}")
