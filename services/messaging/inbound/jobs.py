@@ -23,6 +23,9 @@ ECHO_PATIENCE_TRIES = 4  # an echo racing our own send waits this many tries for
 
 
 MAX_BATCH = 200  # events handled in one transaction
+# Profile lookups and downloads hold a database connection while Meta answers: this many at once
+# per worker, so that batches of messages always find one in the pool (20 + 10 overflow).
+META_CALLS_AT_ONCE = 16
 
 
 class BatchFailed(Exception):
@@ -139,6 +142,7 @@ async def _enqueue_followups(ctx: JobContext, followups: messages.Followups) -> 
 async def startup(ctx: JobContext) -> None:
     await worker.startup(ctx)
     ctx["batcher"] = Batcher(ctx)
+    ctx["meta_calls"] = asyncio.Semaphore(META_CALLS_AT_ONCE)
 
 
 async def shutdown(ctx: JobContext) -> None:
@@ -155,9 +159,10 @@ async def enrich_contact(ctx: JobContext, contact_inbox_id: int) -> None:
         )
 
     kwargs = {"contact_inbox_id": contact_inbox_id}
-    await worker.run_job(
-        ctx, job=ENRICH_CONTACT, key=str(contact_inbox_id), kwargs=kwargs, max_tries=MAX_TRIES, work=work
-    )
+    async with ctx["meta_calls"]:
+        await worker.run_job(
+            ctx, job=ENRICH_CONTACT, key=str(contact_inbox_id), kwargs=kwargs, max_tries=MAX_TRIES, work=work
+        )
 
 
 async def download_attachment(ctx: JobContext, attachment_id: int) -> None:
@@ -167,9 +172,15 @@ async def download_attachment(ctx: JobContext, attachment_id: int) -> None:
         )
 
     kwargs = {"attachment_id": attachment_id}
-    await worker.run_job(
-        ctx, job=DOWNLOAD_ATTACHMENT, key=str(attachment_id), kwargs=kwargs, max_tries=MAX_TRIES, work=work
-    )
+    async with ctx["meta_calls"]:
+        await worker.run_job(
+            ctx,
+            job=DOWNLOAD_ATTACHMENT,
+            key=str(attachment_id),
+            kwargs=kwargs,
+            max_tries=MAX_TRIES,
+            work=work,
+        )
 
 
 FUNCTIONS = [
