@@ -157,8 +157,8 @@ async def drop_waiting(redis: ArqRedis, job: Job, *, key: str) -> bool:
 async def reschedule(redis: ArqRedis, job: Job, *, key: str, seconds: float, later: bool) -> None:
     """Have a job already in its queue picked up `seconds` from now, if that is later (`later`)
     or sooner than planned; a job no longer queued stays out. arq leaves a running job in its
-    queue, where every poll of every worker re-checks it (three round trips): a job about to wait
-    in process moves itself out of sight until its timeout, when its running mark expires too."""
+    queue, where every poll of every worker checks it again: a job about to wait in process moves
+    itself out of sight until its timeout, when its running mark expires too."""
     score = timestamp_ms() + int(seconds * 1000)
     await redis.zadd(job.queue.value, {job_id(job, key): score}, xx=True, gt=later, lt=not later)
 

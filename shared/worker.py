@@ -82,6 +82,11 @@ class Worker(arq.worker.Worker):
             self.tasks[job_id] = task
 
 
+def cron_steps(every: int) -> set[int]:
+    """The seconds (or minutes) within 60 at which a cron job runs about `every` apart (1-60)."""
+    return set(range(0, 60, min(max(every, 1), 60)))
+
+
 def create_worker(settings: type | str, **overrides: Any) -> Worker:
     """The worker for a settings class (or its dotted path), as arq's command line would build it."""
     cls = import_string(settings) if isinstance(settings, str) else settings

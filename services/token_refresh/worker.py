@@ -65,10 +65,6 @@ async def startup(ctx: JobContext) -> None:
         start_http_server(port)
 
 
-def _cron_minutes(interval: int) -> set[int]:
-    return set(range(0, 60, interval)) if interval < 60 else {0}
-
-
 class WorkerSettings:
     functions = [
         func(refresh_tokens, name=REFRESH_TOKENS.name, timeout=3600),
@@ -78,7 +74,7 @@ class WorkerSettings:
         cron(
             refresh_tokens,
             name="refresh_tokens_cron",
-            minute=_cron_minutes(get_settings().TOKEN_REFRESH_INTERVAL_MINUTES),
+            minute=worker.cron_steps(get_settings().TOKEN_REFRESH_INTERVAL_MINUTES),
             run_at_startup=True,
             unique=True,
             timeout=3600,

@@ -54,15 +54,10 @@ async def open_many(
         for conversation in await session.scalars(
             select(Conversation).where(Conversation.id.in_(last)).order_by(Conversation.id).with_for_update()
         ):
-            previous, conversation.status = conversation.status, ConversationStatus.OPEN.value
-            emit(
-                session,
-                event=Event.CONVERSATION_STATUS_CHANGED,
-                account_id=conversation.account_id,
-                inbox_id=conversation.inbox_id,
-                conversation_id=conversation.id,
-                changed_attributes={"status": [previous, ConversationStatus.OPEN.value]},
+            _reopened(
+                session, conversation.account_id, conversation.inbox_id, conversation.id, conversation.status
             )
+            conversation.status = ConversationStatus.OPEN.value
             opened[conversation.contact_inbox_id] = conversation
     new = list({ci.id: (inbox, ci) for inbox, ci in missing if ci.id not in opened}.values())
     for account_id in account_ids:
@@ -139,16 +134,25 @@ async def touch(session: AsyncSession, activity: list[Activity]) -> None:
     )
     connection = await session.connection()
     await connection.execute(_TOUCH, [touched[id_] for id_ in sorted(touched)])
-    for id_, status, account_id, inbox_id in locked:
-        if status not in ACTIVE_STATUSES and touched[id_]["unread"]:
-            await connection.execute(
-                update(_TABLE).where(_TABLE.c.id == id_).values(status=ConversationStatus.OPEN.value)
-            )
-            emit(
-                session,
-                event=Event.CONVERSATION_STATUS_CHANGED,
-                account_id=account_id,
-                inbox_id=inbox_id,
-                conversation_id=id_,
-                changed_attributes={"status": [status, ConversationStatus.OPEN.value]},
-            )
+    resolved = [row for row in locked if row.status not in ACTIVE_STATUSES and touched[row.id]["unread"]]
+    if resolved:
+        await connection.execute(
+            update(_TABLE)
+            .where(_TABLE.c.id.in_([row.id for row in resolved]))
+            .values(status=ConversationStatus.OPEN.value)
+        )
+    for row in resolved:
+        _reopened(session, row.account_id, row.inbox_id, row.id, row.status)
+
+
+def _reopened(
+    session: AsyncSession, account_id: int, inbox_id: int, conversation_id: int, previous: str
+) -> None:
+    emit(
+        session,
+        event=Event.CONVERSATION_STATUS_CHANGED,
+        account_id=account_id,
+        inbox_id=inbox_id,
+        conversation_id=conversation_id,
+        changed_attributes={"status": [previous, ConversationStatus.OPEN.value]},
+    )

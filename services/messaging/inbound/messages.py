@@ -21,7 +21,6 @@ from shared.models import (
     Attachment,
     ChannelInstagram,
     Contact,
-    ContactInbox,
     Conversation,
     Inbox,
     Message,
@@ -60,10 +59,6 @@ class Followups:
 
     enrich: set[int] = field(default_factory=set)  # contact_inbox ids whose profile is owed
     downloads: list[int] = field(default_factory=list)
-
-    def merge(self, other: "Followups") -> None:
-        self.enrich |= other.enrich
-        self.downloads += other.downloads
 
 
 @dataclass
@@ -185,7 +180,7 @@ class Draft:
         return self.route.inbox.id, self.source_id
 
 
-Thread = tuple[ContactInbox, Contact, Conversation]
+Thread = tuple[Contact, Conversation]
 
 
 async def threads(session: AsyncSession, routes: Sequence[Route], followups: Followups) -> list[Thread]:
@@ -202,7 +197,7 @@ async def threads(session: AsyncSession, routes: Sequence[Route], followups: Fol
     for found, (contact_inbox, contact) in zip(routes, customers, strict=True):
         if contacts.needs_profile(contact) and not found.channel.reauthorization_required:
             followups.enrich.add(contact_inbox.id)
-        result.append((contact_inbox, contact, active[contact_inbox.id]))
+        result.append((contact, active[contact_inbox.id]))
     return result
 
 
@@ -216,7 +211,7 @@ async def store(session: AsyncSession, drafts: Sequence[Draft], followups: Follo
     if not fresh:
         return [None] * len(drafts)
     rows: list[dict[str, Any]] = []
-    for draft, (_, contact, conversation) in zip(
+    for draft, (contact, conversation) in zip(
         fresh, await threads(session, [d.route for d in fresh], followups), strict=True
     ):
         incoming = draft.message_type == MessageType.INCOMING
@@ -416,7 +411,7 @@ class Handler:
                 mine.status = MessageStatus.SENT.value
                 self._updated(mine, status=[MessageStatus.PROGRESS.value, MessageStatus.SENT.value])
             return
-        ((_, _, conversation),) = await threads(self.session, [found], self.followups)
+        ((_, conversation),) = await threads(self.session, [found], self.followups)
         if await self._adopt(conversation, body):
             return
         if self.echo_patience:

@@ -107,11 +107,6 @@ async def recover_replies(ctx: JobContext) -> dict[str, int]:
     return asdict(report)
 
 
-def _every(seconds: int) -> set[int]:
-    """The seconds of each minute at which a cron job runs about every `seconds` (1-60)."""
-    return set(range(0, 60, min(max(seconds, 1), 60)))
-
-
 FUNCTIONS = [
     func(
         send_message,
@@ -126,7 +121,7 @@ CRON_JOBS = [
     cron(
         recover_replies,
         name="recover_replies",
-        second=_every(get_settings().REPLY_RECOVERY_INTERVAL_SECONDS),
+        second=worker.cron_steps(get_settings().REPLY_RECOVERY_INTERVAL_SECONDS),
         unique=True,
         timeout=get_settings().JOB_TIMEOUT_SECONDS,
     )
