@@ -355,13 +355,17 @@ async def bench_inbound(stack: Stack, directory: Path) -> None:
     result = load(f"{stack.url('webhooks')}/webhooks/instagram", bodies, rate=1000, duration=count / 1000)
     count = result["statuses"].get("200", 0)  # the acknowledged events (Meta would redeliver the rest)
     workers = [stack.start(f"inbound_worker_{i}", copy="inbound_worker") for i in range(2)]
+    # The clock starts at the first stored message: a worker's start (imports, connections) is
+    # not part of the pipeline's rate, and messages stored by then are not counted.
+    while not (first := await count_messages(stack, "e2e")):
+        await asyncio.sleep(0.01)
     cpu_before = sum(cpu_seconds(w.process.pid) for w in workers if w.process)
     began = time.perf_counter()
     while await count_messages(stack, "e2e") < count:
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - began
     cpu = sum(cpu_seconds(w.process.pid) for w in workers if w.process) - cpu_before
-    rate = count / elapsed
+    rate = (count - first) / elapsed
     baseline = await raw_insert_rate(stack)
     record(
         "inbound end-to-end rate (2 workers)",
@@ -372,7 +376,7 @@ async def bench_inbound(stack: Stack, directory: Path) -> None:
         target=">= 1000/s and >= 1/3 x baseline",
         ok=rate >= 1000 and rate >= baseline / 3,
     )
-    record("inbound worker CPU per 1000 events", cpu / count * 1000, "CPU s")
+    record("inbound worker CPU per 1000 events", cpu / (count - first) * 1000, "CPU s")
     webhooks = stack.services["webhooks"].process
     if webhooks:
         record(

@@ -5,15 +5,21 @@ Each worker module declares its own `WorkerSettings` class and assigns every fie
 arq ignores attributes inherited from a base class. `inboxctl worker <settings>` runs one.
 """
 
+import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import arq.worker
 import structlog
 from arq import Retry
+from arq.cron import CronJob
+from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import import_string, timestamp_ms
+from arq.worker import Function
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -43,11 +49,12 @@ RETRYABLE_SQLSTATE_PREFIXES = ("40001", "40P01", "08", "57P0", "53")
 
 # Claim up to ARGV[3] of the listed jobs in one round trip, each exactly as arq claims one: still
 # queued, due, and not in progress in any worker, it is marked in progress for the job timeout.
-# Returns id, score pairs.
+# Returns id, score pairs; with ARGV[4] == '1', id, score, job, try count quadruples.
 CLAIM = """
 local claimed, wanted = {}, tonumber(ARGV[3])
-for i = 4, #ARGV do
-  if #claimed >= 2 * wanted then break end
+local width = ARGV[4] == '1' and 4 or 2
+for i = 5, #ARGV do
+  if #claimed >= width * wanted then break end
   local id = ARGV[i]
   local score = redis.call('ZSCORE', KEYS[1], id)
   local due = score and tonumber(score) <= tonumber(ARGV[1])
@@ -55,31 +62,171 @@ for i = 4, #ARGV do
     redis.call('PSETEX', 'arq:in-progress:' .. id, ARGV[2], '1')
     claimed[#claimed + 1] = id
     claimed[#claimed + 1] = score
+    if width == 4 then
+      claimed[#claimed + 1] = redis.call('GET', 'arq:job:' .. id)
+      claimed[#claimed + 1] = redis.call('GET', 'arq:retry:' .. id)
+    end
   end
 end
 return claimed
 """
 
+# A batch starts: its jobs' first try is counted (a worker that dies in the batch leaves them to
+# run on their own). ARGV: the ids.
+START_BATCH = """
+for i = 1, #ARGV do
+  redis.call('SET', 'arq:retry:' .. ARGV[i], '1', 'EX', 88400)
+end
+"""
+
+# A batch ends. The jobs it finished leave the queue with their results, exactly as arq finishes a
+# job; the others get their try back and stay in progress while they run on their own.
+# ARGV: result expiry ms (0: none kept, -1: kept for ever), in-progress ms, count of finished,
+# then id, result pairs for the finished, then the others' ids.
+FINISH_BATCH = """
+local expiry, finished = tonumber(ARGV[1]), tonumber(ARGV[3])
+for i = 4, 3 + 2 * finished, 2 do
+  local id = ARGV[i]
+  if expiry > 0 then
+    redis.call('PSETEX', 'arq:result:' .. id, expiry, ARGV[i + 1])
+  elseif expiry < 0 then
+    redis.call('SET', 'arq:result:' .. id, ARGV[i + 1])
+  end
+  redis.call('DEL', 'arq:retry:' .. id, 'arq:in-progress:' .. id, 'arq:job:' .. id)
+  redis.call('ZREM', 'arq:abort', id)
+  redis.call('ZREM', KEYS[1], id)
+end
+for i = 4 + 2 * finished, #ARGV do
+  redis.call('DEL', 'arq:retry:' .. ARGV[i])
+  redis.call('PEXPIRE', 'arq:in-progress:' .. ARGV[i], ARGV[2])
+end
+"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A job function whose queued jobs a worker can also take many at a time (a settings class's
+    `batches`): `handle` gets their kwargs and answers, for each, whether it is done. Only jobs on
+    their first try are batched. A job the batch did not finish (or all of them, when `handle`
+    raises or runs past the function's timeout) runs on its own at once, as arq runs any job, with
+    its retries, timeout and result; a worker that dies in a batch leaves its jobs to run alone."""
+
+    function: str
+    handle: Callable[[JobContext, list[dict[str, Any]]], Awaitable[list[bool]]]
+    size: int = 200
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    score: int
+    kwargs: dict[str, Any]
+    enqueued_ms: int
+
 
 class Worker(arq.worker.Worker):
     """arq's worker, but the due jobs of a poll are claimed in one round trip, not four per job one
-    after the other. Jobs stay queued while they run, so the ids of a poll (arq reads five times
-    its slots) are scanned past those that other workers hold until the free slots are filled."""
+    after the other, and jobs of a `Batch` function are handled many at a time, in three round
+    trips for the batch instead of five per job. Jobs stay queued while they run, so the ids of a
+    poll (arq reads five times its slots) are scanned past those that other workers hold until
+    the free slots are filled."""
+
+    def __init__(self, *args: Any, batches: Sequence[Batch] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches = {batch.function: batch for batch in batches}
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         free = self.max_jobs - self.job_counter
         if free <= 0 or not job_ids:
             return
         timeout_ms = int(self.in_progress_timeout_s * 1000)
-        argv = [str(timestamp_ms()), str(timeout_ms), str(free), *(job_id.decode() for job_id in job_ids)]
-        claimed = await self.pool.eval(CLAIM, 1, self.queue_name, *argv)  # type: ignore[misc]
-        for raw_id, score in zip(claimed[::2], claimed[1::2], strict=True):
+        with_jobs = bool(self.batches)
+        argv = [str(timestamp_ms()), str(timeout_ms), str(free), "1" if with_jobs else "0"]
+        claimed = await self.pool.eval(CLAIM, 1, self.queue_name, *argv, *(i.decode() for i in job_ids))  # type: ignore[misc]
+        width = 4 if with_jobs else 2
+        batched: dict[str, list[Claimed]] = defaultdict(list)
+        for n in range(0, len(claimed), width):
             await self.sem.acquire()
             self.job_counter += 1
-            job_id = raw_id.decode()
-            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            job_id, score = claimed[n].decode(), int(float(claimed[n + 1]))
+            job = self._batchable(job_id, score, *claimed[n + 2 : n + 4]) if with_jobs else None
+            if job is None:
+                self._spawn([job_id], self.run_job(job_id, score))
+            else:
+                batched[job[0]].append(job[1])
+        for name, jobs in batched.items():
+            batch = self.batches[name]
+            for start in range(0, len(jobs), batch.size):
+                chunk = jobs[start : start + batch.size]
+                self._spawn([job.id for job in chunk], self._run_batch(batch, chunk))
+
+    def _batchable(
+        self, job_id: str, score: int, payload: bytes | None, tries: bytes | None
+    ) -> tuple[str, Claimed] | None:
+        if payload is None or tries is not None:  # expired, or tried before: arq's own path
+            return None
+        try:
+            name, args, kwargs, enqueue_try, enqueued_ms = deserialize_job_raw(
+                payload, deserializer=self.job_deserializer
+            )
+        except SerializationError:
+            return None
+        if name not in self.batches or args or (enqueue_try or 1) > 1:
+            return None
+        return name, Claimed(job_id, score, kwargs, enqueued_ms)
+
+    def _spawn(self, job_ids: list[str], work: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(work)
+        for job_id in job_ids:
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    async def _run_batch(self, batch: Batch, jobs: list[Claimed]) -> None:
+        function = self.functions[batch.function]
+        timeout = self.job_timeout_s if function.timeout_s is None else function.timeout_s
+        ids = [job.id for job in jobs]
+        await self.pool.eval(START_BATCH, 0, *ids)  # type: ignore[misc]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(job_id=ids[0], batch=len(ids), job_try=1)
+        start_ms = timestamp_ms()
+        try:
+            done = await asyncio.wait_for(batch.handle(self.ctx, [job.kwargs for job in jobs]), timeout)
+        except Exception as error:
+            log.warning("batch failed; its jobs run one by one", function=batch.function, error=repr(error))
+            done = [False] * len(jobs)
+        finished = [job for job, ok in zip(jobs, done, strict=True) if ok]
+        others = [job for job, ok in zip(jobs, done, strict=True) if not ok]
+        await asyncio.shield(self._finish_batch(function, finished, others, start_ms))
+        self.jobs_complete += len(finished)
+        await asyncio.gather(*(self.run_job(job.id, job.score) for job in others))
+
+    async def _finish_batch(
+        self, function: Function | CronJob, finished: list[Claimed], others: list[Claimed], start_ms: int
+    ) -> None:
+        forever, keep_s = function.keep_result_forever, function.keep_result_s
+        forever = self.keep_result_forever if forever is None else forever
+        expiry = -1 if forever else int((self.keep_result_s if keep_s is None else keep_s) * 1000)
+        finished_ms = timestamp_ms()
+        argv: list[Any] = [expiry, int(self.in_progress_timeout_s * 1000), len(finished)]
+        for job in finished:
+            result = serialize_result(
+                function.name,
+                (),
+                job.kwargs,
+                1,
+                job.enqueued_ms,
+                True,
+                None,
+                start_ms,
+                finished_ms,
+                f"{job.id}:{function.name}",
+                self.queue_name,
+                job_id=job.id,
+                serializer=self.job_serializer,
+            )
+            argv += [job.id, result or b""]
+        argv += [job.id for job in others]
+        await self.pool.eval(FINISH_BATCH, 1, self.queue_name, *argv)  # type: ignore[misc]
 
 
 def cron_steps(every: int) -> set[int]:
@@ -90,7 +237,8 @@ def cron_steps(every: int) -> set[int]:
 def create_worker(settings: type | str, **overrides: Any) -> Worker:
     """The worker for a settings class (or its dotted path), as arq's command line would build it."""
     cls = import_string(settings) if isinstance(settings, str) else settings
-    return Worker(**{**arq.worker.get_kwargs(cls), **overrides})
+    batches = cls.__dict__.get("batches", ())
+    return Worker(**{**arq.worker.get_kwargs(cls), "batches": batches, **overrides})
 
 
 async def startup(ctx: JobContext) -> None:

@@ -12,12 +12,13 @@ class WorkerSettings:
     """Inbound: Meta webhook events become contacts, conversations and messages."""
 
     functions = inbound.FUNCTIONS
+    batches = inbound.BATCHES
     queue_name = Queue.INBOUND.value
     redis_settings = redis_settings_from(get_settings())
     on_startup = inbound.startup
-    on_shutdown = inbound.shutdown
+    on_shutdown = worker.shutdown
     on_job_start = worker.bind_job_logging
-    max_jobs = 400  # most wait together in one batch
+    max_jobs = 400  # two batches of customers' messages at a time
     poll_delay = worker.POLL_DELAY_SECONDS
     job_completion_wait = worker.SHUTDOWN_WAIT_SECONDS
     keep_result = 3600

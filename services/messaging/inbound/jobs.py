@@ -1,7 +1,6 @@
 """Inbound jobs (queue `inbound`): webhook events, contact profiles, attachment downloads."""
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -22,92 +21,37 @@ MAX_TRIES = 12
 ECHO_PATIENCE_TRIES = 4  # an echo racing our own send waits this many tries for the send to finish
 
 
-MAX_BATCH = 200  # events handled in one transaction
 # Profile lookups and downloads hold a database connection while Meta answers: this many at once
 # per worker, so that batches of messages always find one in the pool (20 + 10 overflow).
 META_CALLS_AT_ONCE = 16
 
 
-class BatchFailed(Exception):
-    """The batch this event was in could not be stored; the event is handled on its own."""
-
-
-class Batcher:
-    """Customers' messages from concurrent jobs are stored together: one transaction, a few
-    statements and one enqueue of follow-up jobs for all the events waiting when the previous
-    batch finished. Under load batches grow by themselves; an idle worker handles an event at
-    once. Each job still waits for its own event, so arq's retries and results work as before."""
-
-    def __init__(self, ctx: JobContext) -> None:
-        self._ctx = ctx
-        self._waiting: list[tuple[InboundEvent, asyncio.Future[None]]] = []
-        self._arrived = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
-
-    async def submit(self, event: InboundEvent) -> None:
-        """Returns once the event is stored and its follow-ups queued; BatchFailed when it is not."""
-        if self._task.done():  # closed: shutting down
-            raise BatchFailed("the batcher is closed")
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((event, future))
-        self._arrived.set()
-        await future
-
-    async def _run(self) -> None:
-        while True:
-            await self._arrived.wait()
-            self._arrived.clear()
-            await asyncio.sleep(0)  # jobs started by the same poll join this batch
-            while self._waiting:
-                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-                outcome = await self._store([event for event, _ in batch])
-                for _, future in batch:
-                    if future.done():  # the job was cancelled; its event is stored anyway
-                        continue
-                    if outcome is None:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(outcome)
-
-    async def _store(self, events: list[InboundEvent]) -> Exception | None:
+async def store_events(ctx: JobContext, jobs: list[dict[str, Any]]) -> list[bool]:
+    """`process_event` jobs many at a time (see worker.Batch): customers' messages and postbacks
+    are stored in one transaction, a few statements and one enqueue of follow-up jobs for all.
+    Other kinds, and every event of a batch that fails, are handled one by one by `process_event`."""
+    parsed = [_batchable(job.get("event")) for job in jobs]
+    events = [event for event in parsed if event is not None]
+    if events:
         followups = messages.Followups()
-        try:
-            async with self._ctx["sessionmaker"]() as session:
-                await messages.store_incoming(session, events, followups)
-                await session.commit()
-        except Exception as error:  # one bad event, a deadlock, Postgres away: each event on its own
-            log.warning(
-                "batch not stored; its events are handled one by one", size=len(events), error=repr(error)
-            )
-            return BatchFailed(repr(error))
-        try:
-            await _enqueue_followups(self._ctx, followups)
-        except Exception as error:  # stored; each job's retry queues what is missing
-            return error
-        return None
+        async with ctx["sessionmaker"]() as session:
+            await messages.store_incoming(session, events, followups)
+            await session.commit()
+        await _enqueue_followups(ctx, followups)  # when this fails, the jobs' own runs queue them
+    return [event is not None for event in parsed]
 
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+
+def _batchable(event: Any) -> InboundEvent | None:
+    if not isinstance(event, dict) or event.get("kind") not in messages.BATCHED_KINDS:
+        return None
+    try:
+        return InboundEvent.model_validate(event)
+    except ValueError:  # parked by its own run
+        return None
 
 
 async def process_event(ctx: JobContext, event: dict[str, Any]) -> None:
     key = str(event.get("key"))
-    batcher: Batcher | None = ctx.get("batcher")
-    if batcher is not None and ctx["job_try"] == 1 and event.get("kind") in messages.BATCHED_KINDS:
-        try:
-            parsed = InboundEvent.model_validate(event)
-        except ValueError:
-            pass  # parked below
-        else:
-            try:
-                await batcher.submit(parsed)
-                return
-            except BatchFailed:
-                pass  # handled on its own below
-            except (RedisError, OSError) as error:
-                raise worker.retry_later(ctx, error) from error
 
     async def work(session: AsyncSession) -> messages.Followups:
         parsed = InboundEvent.model_validate(event)  # inside run_job: a malformed event is parked
@@ -141,15 +85,7 @@ async def _enqueue_followups(ctx: JobContext, followups: messages.Followups) -> 
 
 async def startup(ctx: JobContext) -> None:
     await worker.startup(ctx)
-    ctx["batcher"] = Batcher(ctx)
     ctx["meta_calls"] = asyncio.Semaphore(META_CALLS_AT_ONCE)
-
-
-async def shutdown(ctx: JobContext) -> None:
-    batcher: Batcher | None = ctx.pop("batcher", None)
-    if batcher is not None:
-        await batcher.close()
-    await worker.shutdown(ctx)
 
 
 async def enrich_contact(ctx: JobContext, contact_inbox_id: int) -> None:
@@ -203,3 +139,4 @@ FUNCTIONS = [
         timeout=2 * get_settings().JOB_TIMEOUT_SECONDS,
     ),
 ]
+BATCHES = [worker.Batch(PROCESS_EVENT.name, store_events, size=200)]
