@@ -2,16 +2,22 @@
 
 A producer calls `emit` inside the transaction that makes the change; the row commits (or rolls
 back) with it, so an event exists exactly once per committed change and never for a rolled-back
-one. The events worker dispatches undelivered rows and renders each payload from the subject
+one. A transaction's events are written just before it commits, in one INSERT, in the order
+they were emitted. The events worker dispatches undelivered rows and renders each payload from the subject
 named here (the API objects of the contract, with `event` and the account/inbox added).
 """
 
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import event as orm_events
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from shared.models import WebhookEvent
+
+_PENDING = "webhook_events"  # in Session.info: the rows of the transaction's events
 
 
 class Event(StrEnum):
@@ -46,4 +52,19 @@ def emit(
     payload: dict[str, Any] = {"subject": {k: v for k, v in subject.items() if v is not None}}
     if changed_attributes:
         payload["changed_attributes"] = changed_attributes
-    session.add(WebhookEvent(account_id=account_id, inbox_id=inbox_id, event=event.value, payload=payload))
+    row = {"account_id": account_id, "inbox_id": inbox_id, "event": event.value, "payload": payload}
+    if not session.in_transaction():
+        session.sync_session.begin()  # so that a rollback or close before any query forgets the row
+    session.info.setdefault(_PENDING, []).append(row)
+
+
+@orm_events.listens_for(Session, "before_commit")
+def _write(session: Session) -> None:
+    if rows := session.info.pop(_PENDING, None):
+        session.execute(insert(WebhookEvent), rows)
+
+
+@orm_events.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back or closed: its events did not happen
+        session.info.pop(_PENDING, None)

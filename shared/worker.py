@@ -47,21 +47,21 @@ MAX_BACKOFF_SECONDS = 3600.0
 RETRYABLE_SQLSTATE_PREFIXES = ("40001", "40P01", "08", "57P0", "53")
 
 
-# Claim up to ARGV[3] of the listed jobs in one round trip, each exactly as arq claims one: still
-# queued, due, and not in progress in any worker, it is marked in progress for the job timeout.
-# Returns id, score pairs; with ARGV[4] == '1', id, score, job, try count quadruples.
+# Claim up to ARGV[3] due jobs in one round trip, each exactly as arq claims one: still queued,
+# due, and not in progress in any worker, it is marked in progress for the job timeout. The first
+# ARGV[5] due jobs are scanned, past those that other workers hold. Returns id, score pairs; with
+# ARGV[4] == '1', id, score, job, try count quadruples.
 CLAIM = """
 local claimed, wanted = {}, tonumber(ARGV[3])
 local width = ARGV[4] == '1' and 4 or 2
-for i = 5, #ARGV do
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[5])
+for i = 1, #due, 2 do
   if #claimed >= width * wanted then break end
-  local id = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  local due = score and tonumber(score) <= tonumber(ARGV[1])
-  if due and redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 then
+  local id = due[i]
+  if redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 then
     redis.call('PSETEX', 'arq:in-progress:' .. id, ARGV[2], '1')
     claimed[#claimed + 1] = id
-    claimed[#claimed + 1] = score
+    claimed[#claimed + 1] = due[i + 1]
     if width == 4 then
       claimed[#claimed + 1] = redis.call('GET', 'arq:job:' .. id)
       claimed[#claimed + 1] = redis.call('GET', 'arq:retry:' .. id)
@@ -127,13 +127,14 @@ class Claimed:
 class Worker(arq.worker.Worker):
     """arq's worker, but the due jobs of a poll are claimed in one round trip, not four per job one
     after the other, and jobs of a `Batch` function are handled many at a time, in three round
-    trips for the batch instead of five per job. Jobs stay queued while they run, so the ids of a
-    poll (arq reads five times its slots) are scanned past those that other workers hold until
-    the free slots are filled."""
+    trips for the batch instead of five per job. Jobs stay queued while they run, so the claim
+    scans as many due jobs as arq would read (five times the slots) past those other workers
+    hold; arq's own read only asks whether any job is due."""
 
     def __init__(self, *args: Any, batches: Sequence[Batch] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batches = {batch.function: batch for batch in batches}
+        self.claim_scan, self.queue_read_limit = self.queue_read_limit, 1
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         free = self.max_jobs - self.job_counter
@@ -141,8 +142,8 @@ class Worker(arq.worker.Worker):
             return
         timeout_ms = int(self.in_progress_timeout_s * 1000)
         with_jobs = bool(self.batches)
-        argv = [str(timestamp_ms()), str(timeout_ms), str(free), "1" if with_jobs else "0"]
-        claimed = await self.pool.eval(CLAIM, 1, self.queue_name, *argv, *(i.decode() for i in job_ids))  # type: ignore[misc]
+        argv = [str(n) for n in (timestamp_ms(), timeout_ms, free, int(with_jobs), self.claim_scan)]
+        claimed = await self.pool.eval(CLAIM, 1, self.queue_name, *argv)  # type: ignore[misc]
         width = 4 if with_jobs else 2
         batched: dict[str, list[Claimed]] = defaultdict(list)
         for n in range(0, len(claimed), width):

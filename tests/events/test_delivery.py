@@ -103,13 +103,34 @@ async def test_no_event_for_a_rolled_back_change(
     await _webhook(
         messaging_client, account, await factory.headers(account), f"{receiver.url}/rb", ["contact_created"]
     )
-    events.emit(db, event=Event.CONTACT_CREATED, account_id=account.id, contact_id=9)
+    account_id = account.id
+    events.emit(db, event=Event.CONTACT_CREATED, account_id=account_id, contact_id=9)
     await db.rollback()
+    await db.commit()  # the session's next transaction does not bring it back
+    async with AsyncSession(db.bind) as session:
+        events.emit(session, event=Event.CONTACT_CREATED, account_id=account_id, contact_id=10)
+    # closed without a commit
 
     await _deliver_all(db, redis)
 
     assert await db.scalar(select(func.count()).select_from(WebhookEvent)) == 0
     assert receiver.at("/rb") == []
+
+
+async def test_a_transactions_events_are_written_at_its_commit_in_the_order_emitted(
+    factory: Factory, db: AsyncSession
+) -> None:
+    account = await factory.account()
+    for contact_id in (3, 1, 2):
+        events.emit(db, event=Event.CONTACT_CREATED, account_id=account.id, contact_id=contact_id)
+    assert await db.scalar(select(func.count()).select_from(WebhookEvent)) == 0  # not before the commit
+    await db.commit()
+    written = await db.scalars(select(WebhookEvent).order_by(WebhookEvent.id))
+    assert [(e.event, e.payload["subject"]["contact_id"]) for e in written] == [
+        ("contact_created", 3),
+        ("contact_created", 1),
+        ("contact_created", 2),
+    ]
 
 
 async def test_retries_after_500s_and_timeouts_then_logs_every_attempt(
