@@ -5,6 +5,7 @@ APP_CONFIG_CACHE_SECONDS (10 s by default), so a change made by a super admin or
 `inboxctl config set` is picked up by every service within that time, without a restart.
 """
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -102,7 +103,8 @@ def mask(key: str, value: Any) -> Any:
 
 
 class AppConfigCache:
-    """The current InstagramApp, re-read from the database at most every `ttl` seconds."""
+    """The current InstagramApp, re-read from the database at most every `ttl` seconds (by one
+    caller: those arriving meanwhile wait for its answer)."""
 
     def __init__(self, sessionmaker: SessionMaker, settings: Settings) -> None:
         self._sessionmaker = sessionmaker
@@ -110,12 +112,15 @@ class AppConfigCache:
         self._ttl = settings.APP_CONFIG_CACHE_SECONDS
         self._value: InstagramApp | None = None
         self._loaded_at = 0.0
+        self._reading: asyncio.Future[InstagramApp] | None = None
 
     async def get(self) -> InstagramApp:
-        if self._value is None or time.monotonic() - self._loaded_at > self._ttl:
-            await self.refresh()
-        assert self._value is not None
-        return self._value
+        if self._value is not None and time.monotonic() - self._loaded_at <= self._ttl:
+            return self._value
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self.refresh())
+            self._reading.add_done_callback(lambda _: setattr(self, "_reading", None))
+        return await asyncio.shield(self._reading)
 
     async def refresh(self) -> InstagramApp:
         async with self._sessionmaker() as session:
@@ -124,4 +129,4 @@ class AppConfigCache:
         return self._value
 
     def invalidate(self) -> None:
-        self._value = None
+        self._value, self._loaded_at = None, 0.0

@@ -1,11 +1,13 @@
 """The async engine and sessions. Built by each process at start-up, never at import."""
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import ARRAY, ColumnElement, Engine, any_, bindparam, event, func, select, tuple_
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import QueryableAttribute
 
 from shared.settings import Settings
 
@@ -51,3 +53,22 @@ def _check_idle_connections(engine: Engine) -> None:
 
 def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+Column = ColumnElement[Any] | QueryableAttribute[Any]
+
+
+def among(column: Column, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column = ANY($1)`: the values travel as one array parameter, so the statement is the same
+    whatever their number (IN renders one parameter per value, each execution)."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+
+
+def pairs_among(first: Column, second: Column, pairs: Iterable[tuple[Any, Any]]) -> ColumnElement[bool]:
+    """`(first, second) IN (SELECT unnest($1), unnest($2))`: `among` for pairs of columns."""
+    listed = list(pairs)
+    arrays = [
+        func.unnest(bindparam(None, [pair[n] for pair in listed], type_=ARRAY(column.type)))
+        for n, column in enumerate((first, second))
+    ]
+    return tuple_(first, second).in_(select(*arrays))

@@ -1,13 +1,17 @@
+import asyncio
 import os
 import subprocess
 import sys
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.app_config import AppConfigCache
 from shared.models import Account
+from shared.settings import Settings
 from tests.conftest import Factory
 
 
@@ -92,3 +96,22 @@ def test_inboxctl_config_set_and_get_mask_secrets() -> None:
     shown = inboxctl("config", "get", "INSTAGRAM_VERIFY_TOKEN")
     assert shown.stdout.strip() == "********oken"
     assert inboxctl("config", "set", "NOPE", "1").returncode == 2
+
+
+async def test_callers_arriving_while_the_cache_is_stale_share_one_read(
+    engine: Any, settings: Settings
+) -> None:
+    reads = 0
+    sessionmaker = async_sessionmaker(engine)
+
+    def counted() -> AsyncSession:
+        nonlocal reads
+        reads += 1
+        return sessionmaker()
+
+    cache = AppConfigCache(counted, settings)  # type: ignore[arg-type]
+    apps = await asyncio.gather(*(cache.get() for _ in range(20)))
+    assert reads == 1 and {app.app_id for app in apps} == {"990000000000001"}
+    cache.invalidate()
+    await asyncio.gather(*(cache.get() for _ in range(5)))
+    assert reads == 2

@@ -4,10 +4,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import pairs_among
 from shared.events import Event, emit
 from shared.models import Contact, ContactInbox, Inbox
 
@@ -21,7 +22,7 @@ async def _known(session: AsyncSession, pairs: set[Pair]) -> dict[Pair, tuple[Co
     rows = await session.execute(
         select(ContactInbox, Contact)
         .join(Contact, Contact.id == ContactInbox.contact_id)
-        .where(tuple_(ContactInbox.inbox_id, ContactInbox.source_id).in_(pairs))
+        .where(pairs_among(ContactInbox.inbox_id, ContactInbox.source_id, pairs))
     )
     return {(ci.inbox_id, ci.source_id): (ci, contact) for ci, contact in rows}
 

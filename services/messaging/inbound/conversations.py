@@ -7,6 +7,7 @@ from typing import Any, cast
 from sqlalchemy import DateTime, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import among
 from shared.events import Event, emit
 from shared.models import ACTIVE_STATUSES, Account, ContactInbox, Conversation, ConversationStatus, Inbox
 
@@ -18,7 +19,7 @@ async def active_many(session: AsyncSession, contact_inbox_ids: list[int]) -> di
         return {}
     rows = await session.scalars(
         select(Conversation).where(
-            Conversation.contact_inbox_id.in_(contact_inbox_ids), Conversation.status.in_(ACTIVE_STATUSES)
+            among(Conversation.contact_inbox_id, contact_inbox_ids), Conversation.status.in_(ACTIVE_STATUSES)
         )
     )
     return {conversation.contact_inbox_id: conversation for conversation in rows}
@@ -48,7 +49,7 @@ async def open_many(
     if single:
         last = (
             select(func.max(Conversation.id))
-            .where(Conversation.contact_inbox_id.in_(single))
+            .where(among(Conversation.contact_inbox_id, single))
             .group_by(Conversation.contact_inbox_id)
         )
         for conversation in await session.scalars(
@@ -128,7 +129,7 @@ async def touch(session: AsyncSession, activity: list[Activity]) -> None:
         return
     locked = await session.execute(
         select(Conversation.id, Conversation.status, Conversation.account_id, Conversation.inbox_id)
-        .where(Conversation.id.in_(touched))
+        .where(among(Conversation.id, touched))
         .order_by(Conversation.id)
         .with_for_update(key_share=True)
     )

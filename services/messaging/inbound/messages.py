@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text, tuple_, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.messaging.inbound import contacts, conversations
+from shared.db import among, pairs_among
 from shared.events import Event, emit
 from shared.logging import get_logger
 from shared.models import (
@@ -84,7 +85,7 @@ async def route_many(session: AsyncSession, events: Sequence[InboundEvent]) -> l
     rows = await session.execute(
         select(Inbox, ChannelInstagram)
         .join(ChannelInstagram, ChannelInstagram.id == Inbox.channel_id)
-        .where(ChannelInstagram.instagram_id.in_({business for business, _ in parties}))
+        .where(among(ChannelInstagram.instagram_id, {business for business, _ in parties}))
     )
     inboxes = {channel.instagram_id: (inbox, channel) for inbox, channel in rows}
     routes: list[Route | None] = []
@@ -121,7 +122,7 @@ async def _ids(session: AsyncSession, keys: set[tuple[int, str]]) -> dict[tuple[
         return {}
     rows = await session.execute(
         select(Message.inbox_id, Message.source_id, Message.id).where(
-            tuple_(Message.inbox_id, Message.source_id).in_(keys)
+            pairs_among(Message.inbox_id, Message.source_id, keys)
         )
     )
     return {(inbox_id, source_id or ""): id_ for inbox_id, source_id, id_ in rows}
@@ -134,7 +135,7 @@ async def _pending_downloads(session: AsyncSession, message_ids: Iterable[int]) 
         return []
     pending = await session.scalars(
         select(Attachment.id).where(
-            Attachment.message_id.in_(ids),
+            among(Attachment.message_id, ids),
             Attachment.file_type.in_(DOWNLOADED),
             Attachment.external_url.is_not(None),
             Attachment.storage_key.is_(None),
