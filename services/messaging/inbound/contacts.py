@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -18,18 +18,33 @@ PROFILE_MAX_AGE = timedelta(days=7)  # Instagram's picture URLs expire within da
 Pair = tuple[int, str]  # (inbox id, the customer's IGSID)
 
 
-async def _known(session: AsyncSession, pairs: set[Pair]) -> dict[Pair, tuple[ContactInbox, Contact]]:
+class Customer(NamedTuple):
+    """What storing a customer's messages needs of their contact."""
+
+    contact_inbox_id: int
+    contact_id: int
+    profile_fetched_at: datetime | None
+
+
+async def _known(session: AsyncSession, pairs: set[Pair]) -> dict[Pair, Customer]:
     rows = await session.execute(
-        select(ContactInbox, Contact)
+        select(
+            ContactInbox.inbox_id,
+            ContactInbox.source_id,
+            ContactInbox.id,
+            ContactInbox.contact_id,
+            Contact.profile_fetched_at,
+        )
         .join(Contact, Contact.id == ContactInbox.contact_id)
         .where(pairs_among(ContactInbox.inbox_id, ContactInbox.source_id, pairs))
     )
-    return {(ci.inbox_id, ci.source_id): (ci, contact) for ci, contact in rows}
+    return {
+        (row.inbox_id, row.source_id): Customer(row.id, row.contact_id, row.profile_fetched_at)
+        for row in rows
+    }
 
 
-async def contacts_for(
-    session: AsyncSession, wanted: Sequence[tuple[Inbox, str]]
-) -> dict[Pair, tuple[ContactInbox, Contact]]:
+async def contacts_for(session: AsyncSession, wanted: Sequence[tuple[Inbox, str]]) -> dict[Pair, Customer]:
     """The contact behind each (inbox, IGSID), created where missing: a few statements for any number.
 
     Concurrent first events from one person race on the unique (inbox_id, source_id): the loser's
@@ -79,9 +94,9 @@ async def contacts_for(
     return known | await _known(session, set(missing))
 
 
-def needs_profile(contact: Contact, now: datetime | None = None) -> bool:
-    fetched = contact.profile_fetched_at
-    return fetched is None or (now or datetime.now(UTC)) - fetched > PROFILE_MAX_AGE
+def needs_profile(fetched_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether a profile read at `fetched_at` (None: never) should be read again."""
+    return fetched_at is None or (now or datetime.now(UTC)) - fetched_at > PROFILE_MAX_AGE
 
 
 def apply_profile(session: AsyncSession, *, contact: Contact, inbox_id: int, profile: dict[str, Any]) -> None:

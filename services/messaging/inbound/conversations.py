@@ -4,32 +4,34 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import DateTime, Table, bindparam, func, select, update
+from sqlalchemy import DateTime, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.messaging.inbound.contacts import Customer
 from shared.db import among
 from shared.events import Event, emit
-from shared.models import ACTIVE_STATUSES, Account, ContactInbox, Conversation, ConversationStatus, Inbox
+from shared.models import ACTIVE_STATUSES, Account, Conversation, ConversationStatus, Inbox
+
+_TABLE = cast(Table, Conversation.__table__)
 
 
-async def active_many(session: AsyncSession, contact_inbox_ids: list[int]) -> dict[int, Conversation]:
-    """The open (or pending) conversations of these contacts, by contact_inbox id. Not locked:
+async def active_many(session: AsyncSession, contact_inbox_ids: list[int]) -> dict[int, int]:
+    """The ids of these contacts' open (or pending) conversations, by contact_inbox id. Not locked:
     `touch` locks them just before the commit (and reopens one resolved in between)."""
     if not contact_inbox_ids:
         return {}
-    rows = await session.scalars(
-        select(Conversation).where(
+    rows = await session.execute(
+        select(Conversation.contact_inbox_id, Conversation.id).where(
             among(Conversation.contact_inbox_id, contact_inbox_ids), Conversation.status.in_(ACTIVE_STATUSES)
         )
     )
-    return {conversation.contact_inbox_id: conversation for conversation in rows}
+    return {contact_inbox_id: id_ for contact_inbox_id, id_ in rows}
 
 
-async def open_many(
-    session: AsyncSession, missing: Sequence[tuple[Inbox, ContactInbox]]
-) -> dict[int, Conversation]:
-    """A conversation for each contact without an active one, by contact_inbox id: the last one
-    reopened where the inbox is locked to a single conversation and there is one, else a new one.
+async def open_many(session: AsyncSession, missing: Sequence[tuple[Inbox, Customer]]) -> dict[int, int]:
+    """A conversation for each contact without an active one (its id, by contact_inbox id): the
+    last one reopened where the inbox is locked to a single conversation and there is one, else a
+    new one.
 
     This holds the accounts' row locks, so concurrent events serialize there: the later one finds
     the earlier one's conversation, and display ids never gap or repeat.
@@ -44,25 +46,52 @@ async def open_many(
         .order_by(Account.id)
         .with_for_update(key_share=True)
     )
-    opened = await active_many(session, [ci.id for _, ci in missing])  # made meanwhile by another event
-    single = [ci.id for inbox, ci in missing if inbox.lock_to_single_conversation and ci.id not in opened]
+    # made meanwhile by another event
+    opened = await active_many(session, [customer.contact_inbox_id for _, customer in missing])
+    single = [
+        customer.contact_inbox_id
+        for inbox, customer in missing
+        if inbox.lock_to_single_conversation and customer.contact_inbox_id not in opened
+    ]
     if single:
         last = (
             select(func.max(Conversation.id))
             .where(among(Conversation.contact_inbox_id, single))
             .group_by(Conversation.contact_inbox_id)
         )
-        for conversation in await session.scalars(
-            select(Conversation).where(Conversation.id.in_(last)).order_by(Conversation.id).with_for_update()
-        ):
-            _reopened(
-                session, conversation.account_id, conversation.inbox_id, conversation.id, conversation.status
+        reopened = list(
+            await session.execute(
+                select(
+                    _TABLE.c.id,
+                    _TABLE.c.contact_inbox_id,
+                    _TABLE.c.account_id,
+                    _TABLE.c.inbox_id,
+                    _TABLE.c.status,
+                )
+                .where(_TABLE.c.id.in_(last))
+                .order_by(_TABLE.c.id)
+                .with_for_update()
             )
-            conversation.status = ConversationStatus.OPEN.value
-            opened[conversation.contact_inbox_id] = conversation
-    new = list({ci.id: (inbox, ci) for inbox, ci in missing if ci.id not in opened}.values())
+        )
+        if reopened:
+            await session.execute(
+                update(_TABLE)
+                .where(among(_TABLE.c.id, [row.id for row in reopened]))
+                .values(status=ConversationStatus.OPEN.value)
+            )
+        for row in reopened:
+            _reopened(session, row.account_id, row.inbox_id, row.id, row.status)
+            opened[row.contact_inbox_id] = row.id
+    new = list(
+        {
+            customer.contact_inbox_id: (inbox, customer)
+            for inbox, customer in missing
+            if customer.contact_inbox_id not in opened
+        }.values()
+    )
+    rows: list[dict[str, Any]] = []
     for account_id in account_ids:
-        inboxes = [(inbox, ci) for inbox, ci in new if inbox.account_id == account_id]
+        inboxes = [(inbox, customer) for inbox, customer in new if inbox.account_id == account_id]
         if not inboxes:
             continue
         last_display_id = await session.scalar(
@@ -72,31 +101,36 @@ async def open_many(
             .returning(Account.last_display_id)
         )
         assert last_display_id is not None
-        for display_id, (inbox, ci) in enumerate(inboxes, start=last_display_id - len(inboxes) + 1):
-            opened[ci.id] = Conversation(
-                account_id=account_id,
-                inbox_id=inbox.id,
-                contact_id=ci.contact_id,
-                contact_inbox_id=ci.id,
-                display_id=display_id,
-                status=ConversationStatus.OPEN.value,
+        for display_id, (inbox, customer) in enumerate(inboxes, start=last_display_id - len(inboxes) + 1):
+            rows.append(
+                {
+                    "account_id": account_id,
+                    "inbox_id": inbox.id,
+                    "contact_id": customer.contact_id,
+                    "contact_inbox_id": customer.contact_inbox_id,
+                    "display_id": display_id,
+                    "status": ConversationStatus.OPEN.value,
+                }
             )
-            session.add(opened[ci.id])
-    await session.flush()
-    for inbox, ci in new:
+    if rows:
+        created = await session.execute(
+            insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True), rows
+        )
+        for values, (conversation_id,) in zip(rows, created, strict=True):
+            opened[values["contact_inbox_id"]] = conversation_id
+    for inbox, customer in new:
         emit(
             session,
             event=Event.CONVERSATION_CREATED,
             account_id=inbox.account_id,
             inbox_id=inbox.id,
-            conversation_id=opened[ci.id].id,
+            conversation_id=opened[customer.contact_inbox_id],
         )
     return opened
 
 
 Activity = tuple[int, datetime, bool]  # (conversation id, message time, from the customer)
 _TIME = DateTime(timezone=True)
-_TABLE = cast(Table, Conversation.__table__)
 _TOUCH = (  # run for many rows at once: Core executemany, one round trip
     update(_TABLE)
     .where(_TABLE.c.id == bindparam("conversation"))

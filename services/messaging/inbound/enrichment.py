@@ -31,7 +31,7 @@ async def enrich_contact(
     if row is None:
         return
     contact_inbox, contact, channel = row
-    if channel.reauthorization_required or not contacts.needs_profile(contact):
+    if channel.reauthorization_required or not contacts.needs_profile(contact.profile_fetched_at):
         return
     try:
         profile = await graph.user_profile(channel.access_token, contact_inbox.source_id)

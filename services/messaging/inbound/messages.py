@@ -21,8 +21,6 @@ from shared.logging import get_logger
 from shared.models import (
     Attachment,
     ChannelInstagram,
-    Contact,
-    Conversation,
     Inbox,
     Message,
     MessageStatus,
@@ -181,7 +179,7 @@ class Draft:
         return self.route.inbox.id, self.source_id
 
 
-Thread = tuple[Contact, Conversation]
+Thread = tuple[int, int]  # the customer's contact id, their active conversation's id
 
 
 async def threads(session: AsyncSession, routes: Sequence[Route], followups: Followups) -> list[Thread]:
@@ -189,16 +187,18 @@ async def threads(session: AsyncSession, routes: Sequence[Route], followups: Fol
     whatever their number. Owed profiles are added to `followups`."""
     known = await contacts.contacts_for(session, [(found.inbox, found.customer) for found in routes])
     customers = [known[found.inbox.id, found.customer] for found in routes]
-    active = await conversations.active_many(session, [ci.id for ci, _ in known.values()])
+    active = await conversations.active_many(session, [c.contact_inbox_id for c in known.values()])
     missing = [
-        (found.inbox, ci) for found, (ci, _) in zip(routes, customers, strict=True) if ci.id not in active
+        (found.inbox, customer)
+        for found, customer in zip(routes, customers, strict=True)
+        if customer.contact_inbox_id not in active
     ]
     active |= await conversations.open_many(session, missing)
     result: list[Thread] = []
-    for found, (contact_inbox, contact) in zip(routes, customers, strict=True):
-        if contacts.needs_profile(contact) and not found.channel.reauthorization_required:
-            followups.enrich.add(contact_inbox.id)
-        result.append((contact, active[contact_inbox.id]))
+    for found, customer in zip(routes, customers, strict=True):
+        if contacts.needs_profile(customer.profile_fetched_at) and not found.channel.reauthorization_required:
+            followups.enrich.add(customer.contact_inbox_id)
+        result.append((customer.contact_id, active[customer.contact_inbox_id]))
     return result
 
 
@@ -212,7 +212,7 @@ async def store(session: AsyncSession, drafts: Sequence[Draft], followups: Follo
     if not fresh:
         return [None] * len(drafts)
     rows: list[dict[str, Any]] = []
-    for draft, (contact, conversation) in zip(
+    for draft, (contact_id, conversation_id) in zip(
         fresh, await threads(session, [d.route for d in fresh], followups), strict=True
     ):
         incoming = draft.message_type == MessageType.INCOMING
@@ -220,14 +220,14 @@ async def store(session: AsyncSession, drafts: Sequence[Draft], followups: Follo
             {
                 "account_id": draft.route.inbox.account_id,
                 "inbox_id": draft.route.inbox.id,
-                "conversation_id": conversation.id,
+                "conversation_id": conversation_id,
                 "message_type": int(draft.message_type),
                 "content": draft.content,
                 "content_attributes": draft.content_attributes,
                 "status": MessageStatus.SENT.value,
                 "source_id": draft.source_id,
                 "sender_type": "Contact" if incoming else None,
-                "sender_id": contact.id if incoming else None,
+                "sender_id": contact_id if incoming else None,
                 "created_at": draft.at,
             }
         )
@@ -412,14 +412,14 @@ class Handler:
                 mine.status = MessageStatus.SENT.value
                 self._updated(mine, status=[MessageStatus.PROGRESS.value, MessageStatus.SENT.value])
             return
-        ((_, conversation),) = await threads(self.session, [found], self.followups)
-        if await self._adopt(conversation, body):
+        ((_, conversation_id),) = await threads(self.session, [found], self.followups)
+        if await self._adopt(conversation_id, body):
             return
         if self.echo_patience:
             pending = await self.session.scalar(
                 select(Message.id)
                 .where(
-                    Message.conversation_id == conversation.id,
+                    Message.conversation_id == conversation_id,
                     Message.message_type == int(MessageType.OUTGOING),
                     Message.source_id.is_(None),
                     Message.status == MessageStatus.PROGRESS.value,
@@ -428,7 +428,7 @@ class Handler:
                 .limit(1)
             )
             if pending is not None:
-                raise EchoMayBeOurs(f"conversation {conversation.id} has a send in progress")
+                raise EchoMayBeOurs(f"conversation {conversation_id} has a send in progress")
         await self._store(
             found,
             source_id=str(body["mid"]),
@@ -438,13 +438,13 @@ class Handler:
             attachments=body.get("attachments") or [],
         )
 
-    async def _adopt(self, conversation: Conversation, body: dict[str, Any]) -> bool:
+    async def _adopt(self, conversation_id: int, body: dict[str, Any]) -> bool:
         """An echo of our own reply whose Send API answer never reached us (a timeout): confirm it."""
         text = body.get("text")
         candidate = await self.session.scalar(
             select(Message)
             .where(
-                Message.conversation_id == conversation.id,
+                Message.conversation_id == conversation_id,
                 Message.message_type == int(MessageType.OUTGOING),
                 Message.private.is_(False),
                 Message.source_id.is_(None),
