@@ -2,9 +2,9 @@
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ARRAY, ColumnElement, Engine, any_, bindparam, event, func, select, tuple_
+from sqlalchemy import ARRAY, ColumnElement, Engine, Table, any_, bindparam, event, func, select, tuple_
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute
@@ -72,3 +72,9 @@ def pairs_among(first: Column, second: Column, pairs: Iterable[tuple[Any, Any]])
         for n, column in enumerate((first, second))
     ]
     return tuple_(first, second).in_(select(*arrays))
+
+
+def table(model: Any) -> Table:
+    """A mapped class's table, for Core statements (bulk writes skip the ORM's per-row work; ORM
+    attributes in a statement would bring it back)."""
+    return cast(Table, model.__table__)

@@ -15,6 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from shared.db import table
 from shared.models import WebhookEvent
 
 _PENDING = "webhook_events"  # in Session.info: the rows of the transaction's events
@@ -61,7 +62,7 @@ def emit(
 @orm_events.listens_for(Session, "before_commit")
 def _write(session: Session) -> None:
     if rows := session.info.pop(_PENDING, None):
-        session.execute(insert(WebhookEvent), rows)
+        session.execute(insert(table(WebhookEvent)), rows)
 
 
 @orm_events.listens_for(Session, "after_transaction_end")

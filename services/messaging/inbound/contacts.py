@@ -8,11 +8,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import pairs_among
+from shared.db import pairs_among, table
 from shared.events import Event, emit
 from shared.models import Contact, ContactInbox, Inbox
 
 PROFILE_MAX_AGE = timedelta(days=7)  # Instagram's picture URLs expire within days
+_CONTACTS, _CONTACT_INBOXES = table(Contact), table(ContactInbox)
 
 
 Pair = tuple[int, str]  # (inbox id, the customer's IGSID)
@@ -58,7 +59,7 @@ async def contacts_for(session: AsyncSession, wanted: Sequence[tuple[Inbox, str]
         return known
     contact_ids = list(
         await session.scalars(
-            insert(Contact).returning(Contact.id, sort_by_parameter_order=True),
+            insert(_CONTACTS).returning(_CONTACTS.c.id, sort_by_parameter_order=True),
             [
                 {
                     "account_id": inboxes[pair].account_id,
@@ -71,9 +72,11 @@ async def contacts_for(session: AsyncSession, wanted: Sequence[tuple[Inbox, str]
     )
     linked = set(
         await session.scalars(
-            insert(ContactInbox)
-            .on_conflict_do_nothing(index_elements=[ContactInbox.inbox_id, ContactInbox.source_id])
-            .returning(ContactInbox.contact_id),
+            insert(_CONTACT_INBOXES)
+            .on_conflict_do_nothing(
+                index_elements=[_CONTACT_INBOXES.c.inbox_id, _CONTACT_INBOXES.c.source_id]
+            )
+            .returning(_CONTACT_INBOXES.c.contact_id),
             [
                 {"contact_id": contact_id, "inbox_id": pair[0], "source_id": pair[1]}
                 for pair, contact_id in zip(missing, contact_ids, strict=True)

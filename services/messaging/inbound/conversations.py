@@ -2,17 +2,17 @@
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import DateTime, Table, bindparam, func, insert, select, update
+from sqlalchemy import DateTime, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.messaging.inbound.contacts import Customer
-from shared.db import among
+from shared.db import among, table
 from shared.events import Event, emit
 from shared.models import ACTIVE_STATUSES, Account, Conversation, ConversationStatus, Inbox
 
-_TABLE = cast(Table, Conversation.__table__)
+_TABLE = table(Conversation)
 
 
 async def active_many(session: AsyncSession, contact_inbox_ids: list[int]) -> dict[int, int]:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.messaging.inbound import contacts, conversations
-from shared.db import among, pairs_among
+from shared.db import among, pairs_among, table
 from shared.events import Event, emit
 from shared.logging import get_logger
 from shared.models import (
@@ -46,6 +46,7 @@ FILE_TYPES = {
     "media": "image",
 }
 DOWNLOADED = frozenset({"image", "video", "audio", "file", "story_mention", "ig_story"})
+_MESSAGES, _ATTACHMENTS = table(Message), table(Attachment)
 
 
 class EchoMayBeOurs(Exception):
@@ -234,12 +235,12 @@ async def store(session: AsyncSession, drafts: Sequence[Draft], followups: Follo
     inserted = {
         (row.inbox_id, row.source_id): row
         for row in await session.execute(
-            insert(Message)
+            insert(_MESSAGES)
             .on_conflict_do_nothing(
-                index_elements=[Message.inbox_id, Message.source_id],
+                index_elements=[_MESSAGES.c.inbox_id, _MESSAGES.c.source_id],
                 index_where=text("source_id IS NOT NULL"),
             )
-            .returning(Message.id, Message.inbox_id, Message.source_id, Message.account_id),
+            .returning(_MESSAGES.c.id, _MESSAGES.c.inbox_id, _MESSAGES.c.source_id, _MESSAGES.c.account_id),
             rows,
         )
     }  # a message missing here was inserted by a concurrent delivery: it is that one's to announce
@@ -260,7 +261,9 @@ async def store(session: AsyncSession, drafts: Sequence[Draft], followups: Follo
         )
     if attachments:
         saved = await session.execute(
-            insert(Attachment).returning(Attachment.id, Attachment.file_type, Attachment.external_url),
+            insert(_ATTACHMENTS).returning(
+                _ATTACHMENTS.c.id, _ATTACHMENTS.c.file_type, _ATTACHMENTS.c.external_url
+            ),
             attachments,
         )
         followups.downloads += [a.id for a in saved if a.file_type in DOWNLOADED and a.external_url]
