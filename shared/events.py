@@ -3,8 +3,8 @@
 A producer calls `emit` inside the transaction that makes the change; the row commits (or rolls
 back) with it, so an event exists exactly once per committed change and never for a rolled-back
 one. A transaction's events are written just before it commits, in one INSERT, in the order
-they were emitted. The events worker dispatches undelivered rows and renders each payload from the subject
-named here (the API objects of the contract, with `event` and the account/inbox added).
+they were emitted. The events worker dispatches undelivered rows and renders each payload from
+the subject named here (the API objects of the contract, with `event` and the account/inbox added).
 """
 
 from enum import StrEnum

@@ -118,8 +118,11 @@ class Batch:
 
 @dataclass(frozen=True)
 class Claimed:
+    """A claimed job of a batched function."""
+
     id: str
     score: int
+    function: str
     kwargs: dict[str, Any]
     enqueued_ms: int
 
@@ -154,7 +157,7 @@ class Worker(arq.worker.Worker):
             if job is None:
                 self._spawn([job_id], self.run_job(job_id, score))
             else:
-                batched[job[0]].append(job[1])
+                batched[job.function].append(job)
         for name, jobs in batched.items():
             batch = self.batches[name]
             for start in range(0, len(jobs), batch.size):
@@ -163,7 +166,7 @@ class Worker(arq.worker.Worker):
 
     def _batchable(
         self, job_id: str, score: int, payload: bytes | None, tries: bytes | None
-    ) -> tuple[str, Claimed] | None:
+    ) -> Claimed | None:
         if payload is None or tries is not None:  # expired, or tried before: arq's own path
             return None
         try:
@@ -174,7 +177,7 @@ class Worker(arq.worker.Worker):
             return None
         if name not in self.batches or args or (enqueue_try or 1) > 1:
             return None
-        return name, Claimed(job_id, score, kwargs, enqueued_ms)
+        return Claimed(job_id, score, name, kwargs, enqueued_ms)
 
     def _spawn(self, job_ids: list[str], work: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(work)

@@ -13,6 +13,8 @@ from shared.events import Event, emit
 from shared.models import ACTIVE_STATUSES, Account, Conversation, ConversationStatus, Inbox
 
 _TABLE = table(Conversation)
+# what reopening a conversation needs of it
+_STATUS_ROW = (Conversation.id, Conversation.status, Conversation.account_id, Conversation.inbox_id)
 
 
 async def active_many(session: AsyncSession, contact_inbox_ids: list[int]) -> dict[int, int]:
@@ -61,27 +63,14 @@ async def open_many(session: AsyncSession, missing: Sequence[tuple[Inbox, Custom
         )
         reopened = list(
             await session.execute(
-                select(
-                    _TABLE.c.id,
-                    _TABLE.c.contact_inbox_id,
-                    _TABLE.c.account_id,
-                    _TABLE.c.inbox_id,
-                    _TABLE.c.status,
-                )
-                .where(_TABLE.c.id.in_(last))
-                .order_by(_TABLE.c.id)
+                select(*_STATUS_ROW, Conversation.contact_inbox_id)
+                .where(Conversation.id.in_(last))
+                .order_by(Conversation.id)
                 .with_for_update()
             )
         )
-        if reopened:
-            await session.execute(
-                update(_TABLE)
-                .where(among(_TABLE.c.id, [row.id for row in reopened]))
-                .values(status=ConversationStatus.OPEN.value)
-            )
-        for row in reopened:
-            _reopened(session, row.account_id, row.inbox_id, row.id, row.status)
-            opened[row.contact_inbox_id] = row.id
+        await _reopen(session, reopened)
+        opened |= {row.contact_inbox_id: row.id for row in reopened}
     new = list(
         {
             customer.contact_inbox_id: (inbox, customer)
@@ -162,32 +151,33 @@ async def touch(session: AsyncSession, activity: list[Activity]) -> None:
     if not touched:
         return
     locked = await session.execute(
-        select(Conversation.id, Conversation.status, Conversation.account_id, Conversation.inbox_id)
+        select(*_STATUS_ROW)
         .where(among(Conversation.id, touched))
         .order_by(Conversation.id)
         .with_for_update(key_share=True)
     )
     connection = await session.connection()
     await connection.execute(_TOUCH, [touched[id_] for id_ in sorted(touched)])
-    resolved = [row for row in locked if row.status not in ACTIVE_STATUSES and touched[row.id]["unread"]]
-    if resolved:
-        await connection.execute(
-            update(_TABLE)
-            .where(_TABLE.c.id.in_([row.id for row in resolved]))
-            .values(status=ConversationStatus.OPEN.value)
-        )
-    for row in resolved:
-        _reopened(session, row.account_id, row.inbox_id, row.id, row.status)
-
-
-def _reopened(
-    session: AsyncSession, account_id: int, inbox_id: int, conversation_id: int, previous: str
-) -> None:
-    emit(
-        session,
-        event=Event.CONVERSATION_STATUS_CHANGED,
-        account_id=account_id,
-        inbox_id=inbox_id,
-        conversation_id=conversation_id,
-        changed_attributes={"status": [previous, ConversationStatus.OPEN.value]},
+    await _reopen(
+        session, [row for row in locked if row.status not in ACTIVE_STATUSES and touched[row.id]["unread"]]
     )
+
+
+async def _reopen(session: AsyncSession, rows: Sequence[Any]) -> None:
+    """Open these conversations again (rows of `_STATUS_ROW`, locked) in one UPDATE, and announce each."""
+    if not rows:
+        return
+    await session.execute(
+        update(_TABLE)
+        .where(among(_TABLE.c.id, [row.id for row in rows]))
+        .values(status=ConversationStatus.OPEN.value)
+    )
+    for row in rows:
+        emit(
+            session,
+            event=Event.CONVERSATION_STATUS_CHANGED,
+            account_id=row.account_id,
+            inbox_id=row.inbox_id,
+            conversation_id=row.id,
+            changed_attributes={"status": [row.status, ConversationStatus.OPEN.value]},
+        )

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import Retry, func
@@ -94,11 +95,7 @@ async def enrich_contact(ctx: JobContext, contact_inbox_id: int) -> None:
             session, ctx["graph"], ctx["settings"], contact_inbox_id=contact_inbox_id
         )
 
-    kwargs = {"contact_inbox_id": contact_inbox_id}
-    async with ctx["meta_calls"]:
-        await worker.run_job(
-            ctx, job=ENRICH_CONTACT, key=str(contact_inbox_id), kwargs=kwargs, max_tries=MAX_TRIES, work=work
-        )
+    await _asking_meta(ctx, ENRICH_CONTACT, {"contact_inbox_id": contact_inbox_id}, work)
 
 
 async def download_attachment(ctx: JobContext, attachment_id: int) -> None:
@@ -107,16 +104,16 @@ async def download_attachment(ctx: JobContext, attachment_id: int) -> None:
             session, ctx["graph"], ctx["storage"], attachment_id=attachment_id
         )
 
-    kwargs = {"attachment_id": attachment_id}
+    await _asking_meta(ctx, DOWNLOAD_ATTACHMENT, {"attachment_id": attachment_id}, work)
+
+
+async def _asking_meta(
+    ctx: JobContext, job: Job, kwargs: dict[str, int], work: Callable[[AsyncSession], Awaitable[None]]
+) -> None:
+    """A follow-up job about one row (its id is the job's key), at most META_CALLS_AT_ONCE at once."""
+    (key,) = kwargs.values()
     async with ctx["meta_calls"]:
-        await worker.run_job(
-            ctx,
-            job=DOWNLOAD_ATTACHMENT,
-            key=str(attachment_id),
-            kwargs=kwargs,
-            max_tries=MAX_TRIES,
-            work=work,
-        )
+        await worker.run_job(ctx, job=job, key=str(key), kwargs=kwargs, max_tries=MAX_TRIES, work=work)
 
 
 FUNCTIONS = [
