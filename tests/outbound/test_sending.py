@@ -244,3 +244,19 @@ async def test_a_missed_send_slot_is_given_up_for_a_new_one(redis: ArqRedis) -> 
     again = await ratelimit.reserve(redis, channel_id=1, kind="text", limit=1, part="2:text")
     assert again.now and again.seconds == 0  # a fresh slot (now), not the missed one sent late
     assert int(await redis.get("instagram-inbox:send-pace:1:text")) > missed + 1_000_000
+
+
+async def test_a_late_send_goes_out_while_the_accounts_last_second_has_room(redis: ArqRedis) -> None:
+    """However late a part wakes for its slot, the send log decides: counted and sent while
+    fewer than the limit went out in the window, told how long to wait once it is full."""
+    turn = await ratelimit.take(redis, channel_id=1, kind="text", limit=100, part="1:text")
+    await asyncio.sleep(0.05)  # it wakes far past its slot (a busy machine)
+    assert await turn.arrive(redis) is None  # sent, not given up
+
+    def sending(part: str) -> ratelimit.Turn:  # a part whose slot has come, on a pace of 2 a second
+        return ratelimit.Turn(defer=None, due=0.0, log="instagram-inbox:send-log:2:text", limit=2, part=part)
+
+    assert [await sending("1:text").arrive(redis), await sending("2:text").arrive(redis)] == [None, None]
+    wait = await sending("3:text").arrive(redis)
+    assert wait is not None and 0.9 < wait <= ratelimit.WINDOW_SECONDS  # until the first leaves the window
+    assert await sending("1:text").arrive(redis) is not None  # the same part sent again counts again

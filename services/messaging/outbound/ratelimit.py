@@ -5,9 +5,15 @@ account's sends get evenly spaced slots, one every WINDOW_SECONDS / limit (a lit
 Meta's second, for network jitter), on Redis's clock so every worker agrees. A part reserves its
 slot once: a slot within HORIZON_SECONDS is awaited in process; a later one is kept for that
 part and the job is deferred until just before it. A busy account's backlog therefore waits in
-the queue, not in a worker's job slots, and each part is scheduled exactly once. A slot
-missed by more than LATE_SECONDS (a job came back late, a busy machine woke it late) is given
-up for a new one: sent late, it would bunch with the sends of the slots after it.
+the queue, not in a worker's job slots, and each part is scheduled exactly once. A kept slot
+missed by more than LATE_SECONDS (the job came back late) is given up for a new one.
+
+Slots spread the sends; the guarantee is the account's send log. Right before a request goes
+out, it is counted among the account's sends of the last WINDOW_SECONDS, and goes out only
+while they number fewer than the limit. A send that is late (a busy machine woke it late, its
+commit was slow) therefore still goes out when the window has room, instead of being given up
+and tried again, which on a loaded machine would spend more of it on retries the later the
+sends get.
 """
 
 import asyncio
@@ -19,7 +25,6 @@ WINDOW_SECONDS = 1.05
 HORIZON_SECONDS = 0.2
 LATE_SECONDS = 0.01
 LEAD_SECONDS = 0.015
-LATE_TRIES = 3
 
 # KEYS[1] = the account's next free slot, KEYS[2] = this part's reserved slot (µs since the epoch);
 # ARGV = interval µs, horizon µs, late µs. Returns {1, µs to wait then send} or {0, µs until the slot}.
@@ -57,32 +62,53 @@ async def reserve(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, pa
     return Slot(now=bool(now), seconds=int(wait_us) / 1_000_000)
 
 
+# KEYS[1] = the account's send log (a sorted set of send times, µs); ARGV = window µs, limit,
+# the send's name. Returns 0 when the send is counted and may go out now, or µs until the oldest
+# send in the window leaves it.
+ADMIT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3] .. '@' .. now)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(tonumber(oldest[2]) + window - now, 1)
+"""
+
+
 @dataclass(frozen=True)
 class Turn:
-    defer: float | None  # None: send at `due`; otherwise come back in that many seconds
-    due: float = 0.0  # the slot, on the event loop's clock
+    """A part's turn to go out: `defer` says when to come back instead; otherwise the part waits
+    for its slot (`due`, on the event loop's clock) and is counted in the send log."""
 
-    def missed(self) -> bool:
-        """Past the slot by more than LATE_SECONDS: sent now, it would bunch with the next ones."""
-        return asyncio.get_running_loop().time() - self.due > LATE_SECONDS
+    defer: float | None
+    due: float = 0.0
+    log: str = ""
+    limit: int = 0
+    part: str = ""
 
-    async def arrive(self) -> bool:
-        """Wait for the slot; False when it was missed."""
+    async def arrive(self, redis: ArqRedis) -> float | None:
+        """Wait for the slot, then count the send: None to send now, or the seconds until the
+        account's last window has room (more sends went out in it than the limit allows)."""
         await asyncio.sleep(self.due - asyncio.get_running_loop().time())
-        return not self.missed()
+        window_us = int(WINDOW_SECONDS * 1_000_000)
+        wait_us = await redis.eval(ADMIT, 1, self.log, str(window_us), str(self.limit), self.part)  # type: ignore[misc]
+        return None if int(wait_us) == 0 else int(wait_us) / 1_000_000
 
 
 async def take(redis: ArqRedis, *, channel_id: int, kind: str, limit: int, part: str) -> Turn:
     """The part's slot: returns LEAD_SECONDS before it (time for the caller to record the send
     it is about to make), or says when to come back for it."""
     loop = asyncio.get_running_loop()
-    for _ in range(LATE_TRIES):
-        asked = loop.time()  # the slot is counted from here: its answer's own delay is lateness too
-        slot = await reserve(redis, channel_id=channel_id, kind=kind, limit=limit, part=part)
-        if not slot.now:
-            return Turn(defer=slot.seconds - HORIZON_SECONDS * 0.75)
-        turn = Turn(defer=None, due=asked + slot.seconds)
-        await asyncio.sleep(turn.due - LEAD_SECONDS - loop.time())
-        if not turn.missed():
-            return turn
-    return Turn(defer=HORIZON_SECONDS)
+    asked = loop.time()  # the slot is counted from here, so its answer's delay is not added to it
+    slot = await reserve(redis, channel_id=channel_id, kind=kind, limit=limit, part=part)
+    if not slot.now:
+        return Turn(defer=slot.seconds - HORIZON_SECONDS * 0.75)
+    due = asked + slot.seconds
+    await asyncio.sleep(due - LEAD_SECONDS - loop.time())
+    log = f"instagram-inbox:send-log:{channel_id}:{kind}"
+    return Turn(defer=None, due=due, log=log, limit=limit, part=part)

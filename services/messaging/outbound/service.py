@@ -254,10 +254,10 @@ async def send(
             request["reply_to"] = {"mid": reply_to}
         _set(message, sending_part=name, sending_at=time.time())
         await session.commit()  # from here a crash must not lead to a resend: the echo will tell
-        if not await turn.arrive():  # the commit took too long: not this slot, take another
+        if (full := await turn.arrive(redis)) is not None:  # the account's last second is full
             _set(message, sending_part=None, sending_at=None)
             await session.commit()
-            raise Deferred(0.0)
+            raise Deferred(full)
         try:
             answer = await graph.send_message(out.channel.access_token, request)
         except GraphOutcomeUnknown as error:
