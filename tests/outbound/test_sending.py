@@ -186,6 +186,26 @@ async def test_messages_of_a_conversation_go_out_in_order_with_concurrent_worker
     assert {(await chat.message(r["id"])).status for r in replies} == {"sent"}
 
 
+async def test_a_reply_queued_behind_others_checks_back_later_the_more_there_are(
+    chat: Chat, settings: Settings
+) -> None:
+    """The chain of earlier replies sends it; its own job only checks back, later the further
+    back it is queued, so a busy conversation's waiting replies are not read again and again."""
+    replies = [await chat.reply(f"queued {i}") for i in range(3)]
+    async with open_state(settings) as state:
+        app = await state["app_config"].get()
+        waits = []
+        for reply in replies[1:]:
+            async with state["sessionmaker"]() as session:
+                with pytest.raises(outbound.Deferred) as deferred:
+                    await outbound.send(
+                        session, state["graph"], state["redis"], settings, app, message_id=reply["id"]
+                    )
+                waits.append(deferred.value.seconds)
+    assert waits == [outbound.ORDER_RECHECK_SECONDS, 2 * outbound.ORDER_RECHECK_SECONDS]
+    assert await chat.sandbox.sent() == []
+
+
 async def test_an_accounts_sends_are_paced_under_metas_limit(
     chat: Chat, monkeypatch: pytest.MonkeyPatch
 ) -> None:

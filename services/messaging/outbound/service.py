@@ -34,11 +34,14 @@ from shared.settings import Settings
 
 WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
-# A reply waiting for an earlier one is normally sent right after it by the same job (see
+# A reply waiting for earlier ones is normally sent right after them by the same job (see
 # jobs.send_message), which brings the reply's own job forward wherever the chain stops; that
-# job also checks back this often, for a reply written while the earlier one was going out (the
-# chain did not know it) or a chain cut off by a crash.
+# job also checks back this long after each earlier reply (up to ORDER_RECHECK_MAX_SECONDS), for
+# a reply written while the one before it was going out (the chain did not know it) or a chain
+# cut off by a crash. A reply queued behind many waits longer, instead of having every waiting
+# reply of a busy conversation read again every few seconds.
 ORDER_RECHECK_SECONDS = 5.0
+ORDER_RECHECK_MAX_SECONDS = 60.0
 
 
 class Deferred(Exception):
@@ -55,7 +58,7 @@ class Outbound:
     conversation: Conversation
     channel: ChannelInstagram
     recipient: str  # the customer's IGSID
-    earlier_in_flight: bool  # an earlier reply of the conversation is still going out
+    earlier_in_flight: int  # earlier replies of the conversation still going out
     next_in_flight: int | None  # the conversation's next reply waiting to go out
     has_attachments: bool
 
@@ -74,7 +77,7 @@ def _in_flight(message: type[Message]) -> list[ColumnElement[bool]]:
 def _load_statement() -> Select[Any]:
     """The message (locked) with everything a send needs, in one round trip."""
     other = aliased(Message)
-    earlier = exists().where(*_in_flight(other), other.id < Message.id)
+    earlier = select(func.count()).where(*_in_flight(other), other.id < Message.id)
     following = select(func.min(other.id)).where(*_in_flight(other), other.id > Message.id)
     attachments = exists().where(Attachment.message_id == Message.id)
     return (
@@ -83,7 +86,7 @@ def _load_statement() -> Select[Any]:
             Conversation,
             ChannelInstagram,
             ContactInbox.source_id,
-            earlier,
+            earlier.scalar_subquery(),
             following.scalar_subquery(),
             attachments,
         )
@@ -219,7 +222,7 @@ async def send(
         _await_echo(message, "a send was interrupted before Instagram answered")
         return out.next_in_flight
     if out.earlier_in_flight:
-        raise Deferred(ORDER_RECHECK_SECONDS)
+        raise Deferred(min(ORDER_RECHECK_SECONDS * out.earlier_in_flight, ORDER_RECHECK_MAX_SECONDS))
     if out.channel.reauthorization_required:
         fail(
             session,
