@@ -15,7 +15,15 @@ from sandbox.client import SandboxAdmin
 from services.messaging.inbound.jobs import process_event
 from shared import storage
 from shared.db import create_engine, create_sessionmaker
-from shared.models import Attachment, Contact, ContactInbox, Conversation, DeadLetter, WebhookEvent
+from shared.models import (
+    Attachment,
+    ChannelInstagram,
+    Contact,
+    ContactInbox,
+    Conversation,
+    DeadLetter,
+    WebhookEvent,
+)
 from shared.queue import Queue
 from shared.settings import Settings
 from tests.inbound.conftest import ACME, JANE, OMAR, Connected
@@ -304,6 +312,31 @@ async def test_profile_failure_keeps_the_message_and_enrichment_happens_later(
     await connected.process()
     await db.refresh(contact)
     assert contact.name == "Omar Haddad" and contact.additional_attributes["is_verified_user"] is True
+
+
+async def test_an_inbox_needing_reauthorization_still_stores_events_without_asking_meta(
+    connected: Connected, sandbox: SandboxAdmin, db: AsyncSession
+) -> None:
+    """Its token is refused, so no profile lookup is tried; the message is stored all the same,
+    and the profile is read once the inbox is reconnected."""
+    channel = await db.get(ChannelInstagram, connected.inbox.channel_id)
+    assert channel is not None
+    channel.reauthorization_required = True
+    await db.commit()
+    await sandbox.last_message(JANE)
+    await connected.deliver(events.text(JANE, ACME, text="anyone there?", mid="while-refused"))
+    await connected.process()
+    assert [m.source_id for m in await connected.messages()] == ["while-refused"]
+    contact = (await db.scalars(select(Contact))).one()
+    assert (contact.name, contact.profile_fetched_at) == (JANE, None)
+    assert await sandbox.requests(path_contains=JANE) == []  # Meta was not asked
+
+    channel.reauthorization_required = False  # reconnected
+    await db.commit()
+    await connected.deliver(events.text(JANE, ACME, text="hello?", mid="after-reconnect"))
+    await connected.process()
+    await db.refresh(contact)
+    assert contact.name == "Jane Doe" and await sandbox.requests(path_contains=JANE) != []
 
 
 async def test_downloads_lost_with_redis_after_the_commit_are_queued_by_the_retry(
