@@ -55,8 +55,10 @@ class Deferred(Exception):
 @dataclass
 class Outbound:
     message: Message
-    conversation: Conversation
-    channel: ChannelInstagram
+    last_incoming_at: datetime | None  # the customer's last message: the messaging window
+    channel_id: int
+    access_token: str
+    reauthorization_required: bool
     recipient: str  # the customer's IGSID
     earlier_in_flight: int  # earlier replies of the conversation still going out
     next_in_flight: int | None  # the conversation's next reply waiting to go out
@@ -75,7 +77,8 @@ def _in_flight(message: type[Message]) -> list[ColumnElement[bool]]:
 
 
 def _load_statement() -> Select[Any]:
-    """The message (locked) with everything a send needs, in one round trip."""
+    """The message (locked) with everything a send needs, in one round trip (of the
+    conversation and the channel only the columns it uses: loading them whole costs more)."""
     other = aliased(Message)
     earlier = select(func.count()).where(*_in_flight(other), other.id < Message.id)
     following = select(func.min(other.id)).where(*_in_flight(other), other.id > Message.id)
@@ -83,8 +86,10 @@ def _load_statement() -> Select[Any]:
     return (
         select(
             Message,
-            Conversation,
-            ChannelInstagram,
+            Conversation.last_incoming_at,
+            ChannelInstagram.id,
+            ChannelInstagram.access_token,
+            ChannelInstagram.reauthorization_required,
             ContactInbox.source_id,
             earlier.scalar_subquery(),
             following.scalar_subquery(),
@@ -156,7 +161,7 @@ def give_up(session: AsyncSession, message: Message, reason: str) -> None:
 
 def _window_tag(out: Outbound, app: InstagramApp, now: datetime) -> dict[str, str] | None:
     """{} inside 24 h; the HUMAN_AGENT tag up to 7 days when enabled; None when Instagram would refuse."""
-    since = out.conversation.last_incoming_at
+    since = out.last_incoming_at
     age = now - since if since else None
     if age is not None and age <= WINDOW:
         return {"messaging_type": "RESPONSE"}
@@ -223,7 +228,7 @@ async def send(
         return out.next_in_flight
     if out.earlier_in_flight:
         raise Deferred(min(ORDER_RECHECK_SECONDS * out.earlier_in_flight, ORDER_RECHECK_MAX_SECONDS))
-    if out.channel.reauthorization_required:
+    if out.reauthorization_required:
         fail(
             session,
             message,
@@ -248,7 +253,7 @@ async def send(
             else settings.SEND_RATE_LIMIT_PER_SECOND
         )
         turn = await ratelimit.take(
-            redis, channel_id=out.channel.id, kind=kind, limit=limit, part=f"{message.id}:{name}"
+            redis, channel_id=out.channel_id, kind=kind, limit=limit, part=f"{message.id}:{name}"
         )
         if turn.defer is not None:
             raise Deferred(turn.defer)
@@ -262,7 +267,7 @@ async def send(
             await session.commit()
             raise Deferred(full)
         try:
-            answer = await graph.send_message(out.channel.access_token, request)
+            answer = await graph.send_message(out.access_token, request)
         except GraphOutcomeUnknown as error:
             _await_echo(message, f"Instagram did not confirm the send ({error.message})")
             return out.next_in_flight
@@ -271,7 +276,7 @@ async def send(
             if isinstance(error, GraphTransientError):
                 raise
             if isinstance(error, GraphTokenError):
-                await channels.record_token_error(session, settings, channel_id=out.channel.id)
+                await channels.record_token_error(session, settings, channel_id=out.channel_id)
                 fail(session, message, f"Instagram refused the inbox's token: {error.message}")
             else:
                 fail(session, message, error.message)
