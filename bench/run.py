@@ -351,9 +351,9 @@ def plot(sweep: list[dict[str, Any]]) -> None:
 
 async def bench_inbound(stack: Stack, directory: Path) -> None:
     print("inbound: signed webhook in -> message row, two workers, 500 customers", flush=True)
-    count = 6000
+    count = 12000
     bodies = write_jsonl(directory / "e2e.jsonl", signed_bodies(count, "e2e", customers=500))
-    result = load(f"{stack.url('webhooks')}/webhooks/instagram", bodies, rate=1000, duration=count / 1000)
+    result = load(f"{stack.url('webhooks')}/webhooks/instagram", bodies, rate=2000, duration=count / 2000)
     count = result["statuses"].get("200", 0)  # the acknowledged events (Meta would redeliver the rest)
     before = await raw_insert_rate(stack)
     workers = [stack.start(f"inbound_worker_{i}", copy="inbound_worker") for i in range(2)]
